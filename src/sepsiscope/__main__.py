@@ -1,0 +1,3 @@
+from sepsiscope.cli import main
+
+main()

@@ -1,0 +1,114 @@
+"""Every file name of a cohort, a frame store and a run folder, in one place.
+
+Stages never build these paths themselves, so no stage has to guess another's file names.
+
+Cohort (``sepsiscope simulate``)::
+
+    DIR/manifest.csv  truth.csv  vessels.json  videos/  masks/  settings.json
+
+Store (``sepsiscope ingest``)::
+
+    STORE/store.json       format version, ingest settings and provenance
+    STORE/manifest.csv     the manifest as ingested (absolute video paths)
+    STORE/videos.parquet   one row per ingested video
+    STORE/frames.parquet   one row per stored sample (frame or tile)
+    STORE/failures.parquet one row per video that could not be ingested
+    STORE/splits.json      patient splits and folds
+    STORE/frames.zarr/     one uint8 array (n, 3, size, size) per video
+
+Run (``sepsiscope train`` and the stages after it)::
+
+    RUN/classifier/ evaluation/ embedding/ autoencoder/ clusters/ measurements/
+    RUN/predictions/ explanations/ report.html
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sepsiscope.errors import InputError
+
+STORE_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CohortLayout:
+    """Files written by the simulator."""
+
+    root: Path
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    manifest = property(lambda self: self.root / "manifest.csv")
+    truth = property(lambda self: self.root / "truth.csv")
+    vessels = property(lambda self: self.root / "vessels.json")
+    videos = property(lambda self: self.root / "videos")
+    masks = property(lambda self: self.root / "masks")
+    settings = property(lambda self: self.root / "settings.json")
+
+    def mask(self, video_id: str) -> Path:
+        return self.masks / f"{video_id}.png"
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    """Files of a frame store."""
+
+    root: Path
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    meta = property(lambda self: self.root / "store.json")
+    manifest = property(lambda self: self.root / "manifest.csv")
+    videos = property(lambda self: self.root / "videos.parquet")
+    frames = property(lambda self: self.root / "frames.parquet")
+    failures = property(lambda self: self.root / "failures.parquet")
+    splits = property(lambda self: self.root / "splits.json")
+    arrays = property(lambda self: self.root / "frames.zarr")
+
+    def array(self, video_id: str) -> Path:
+        return self.arrays / video_id
+
+    def require(self) -> StoreLayout:
+        """Raise a helpful error when there is no store here."""
+        if not self.meta.exists():
+            raise InputError(f"no frame store at {self.root}: run `sepsiscope ingest` first")
+        return self
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Folders and files of a run; each stage owns one sub-folder."""
+
+    root: Path
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    classifier = property(lambda self: self.root / "classifier")
+    evaluation = property(lambda self: self.root / "evaluation")
+    embedding = property(lambda self: self.root / "embedding")
+    autoencoder = property(lambda self: self.root / "autoencoder")
+    clusters = property(lambda self: self.root / "clusters")
+    measurements = property(lambda self: self.root / "measurements")
+    predictions = property(lambda self: self.root / "predictions")
+    explanations = property(lambda self: self.root / "explanations")
+    report = property(lambda self: self.root / "report.html")
+
+    # classifier/
+    model = property(lambda self: self.classifier / "model.safetensors")
+    model_settings = property(lambda self: self.classifier / "settings.json")
+    checkpoints = property(lambda self: self.classifier / "checkpoints")
+    threshold = property(lambda self: self.classifier / "threshold.json")
+    train_log = property(lambda self: self.classifier / "metrics.csv")
+    onnx = property(lambda self: self.classifier / "model.onnx")
+
+    def require_classifier(self) -> RunLayout:
+        """Raise a helpful error when this run has no trained classifier."""
+        if not self.model.exists():
+            raise InputError(f"no trained classifier in {self.root}: run `sepsiscope train` first")
+        return self

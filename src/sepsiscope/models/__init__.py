@@ -1,0 +1,1 @@
+"""The networks: the study's ResNet18-based classifier and the convolutional autoencoder."""

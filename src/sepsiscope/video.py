@@ -1,0 +1,300 @@
+"""Reading and writing microcirculation videos and image stacks.
+
+Readers give grey frames in their native depth (uint8 or uint16): dark-field cameras are
+monochrome in effect (the contrast is haemoglobin's absorption of green light), so colour input is
+reduced to its luminance (ITU-R BT.601 Y, the plane that video codecs store). Containers (AVI, MP4,
+MOV, MKV, ...) are decoded with PyAV; a folder of PNG/TIFF/JPEG frames and a multi-page TIFF are
+read with OpenCV and tifffile.
+
+Writers take uint8 frames, ``(T, H, W)`` grey or ``(T, H, W, 3)`` RGB, and pick the format by the
+path: ``.avi`` MJPEG, ``.mp4``/``.mov``/``.mkv`` H.264, ``.tif``/``.tiff`` multi-page TIFF, a path
+without a suffix a folder of PNG frames.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from sepsiscope.errors import SepsiscopeError
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+TIFF_SUFFIXES = (".tif", ".tiff")
+_HIGH_DEPTH_MARKERS = ("16", "12", "10", "48", "64")
+
+
+class VideoError(SepsiscopeError):
+    """A video that cannot be read; the message names the file and the reason."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video holds, before decoding it.
+
+    ``fps`` is None for image folders and TIFF stacks without timing (it must come from the
+    manifest); ``n_frames`` is the container's count or an estimate from its duration.
+    """
+
+    path: Path
+    kind: str  # "container", "folder" or "tiff"
+    width: int
+    height: int
+    n_frames: int
+    fps: float | None
+    codec: str
+    bit_depth: int
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _kind(path: Path) -> str:
+    if path.is_dir():
+        return "folder"
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        return "tiff"
+    return "container"
+
+
+def _check_exists(path: Path) -> None:
+    if not path.exists():
+        raise VideoError(f"{path}: file not found")
+    if path.is_file() and path.stat().st_size == 0:
+        raise VideoError(f"{path}: empty file (0 bytes)")
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Geometry, frame rate, frame count, codec and bit depth of a video, without decoding it.
+
+    Raises :class:`VideoError` naming the file when it is missing, empty or unreadable.
+    """
+    path = Path(path)
+    _check_exists(path)
+    kind = _kind(path)
+    if kind == "folder":
+        files = _image_files(path)
+        if not files:
+            raise VideoError(f"{path}: folder holds no image frames ({', '.join(IMAGE_SUFFIXES)})")
+        first = _read_image(files[0])
+        depth = 16 if first.dtype == np.uint16 else 8
+        h, w = first.shape
+        return VideoInfo(path, kind, w, h, len(files), None, "images", depth)
+    if kind == "tiff":
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                shape, dtype = series.shape, series.dtype
+        except Exception as exc:  # tifffile raises many types for corrupt files
+            raise VideoError(f"{path}: not a readable TIFF ({exc})") from exc
+        n, h, w = _stack_geometry(shape)
+        return VideoInfo(path, kind, w, h, n, None, "tiff", 16 if dtype == np.uint16 else 8)
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            ctx = stream.codec_context
+            fps = float(stream.average_rate or stream.guessed_rate or 0) or None
+            n = stream.frames
+            if not n and stream.duration and stream.time_base and fps:
+                n = round(float(stream.duration * stream.time_base) * fps)
+            if not n and container.duration and fps:
+                n = round(container.duration / 1e6 * fps)
+            pix = ctx.format.name if ctx.format else ""
+            depth = 16 if any(m in pix for m in _HIGH_DEPTH_MARKERS) else 8
+            if not ctx.width or not ctx.height:
+                raise VideoError(f"{path}: video stream without a frame size")
+            return VideoInfo(path, kind, ctx.width, ctx.height, int(n or 0), fps, ctx.name, depth)
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"{path}: not a readable video ({exc.strerror or exc})") from exc
+
+
+def _stack_geometry(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(n, height, width) of a TIFF series shaped (H, W), (N, H, W), (H, W, C) or (N, H, W, C)."""
+    if len(shape) == 2:
+        return 1, shape[0], shape[1]
+    if len(shape) == 3:
+        if shape[-1] in (3, 4):
+            return 1, shape[0], shape[1]
+        return shape[0], shape[1], shape[2]
+    if len(shape) == 4:
+        return shape[0], shape[1], shape[2]
+    raise VideoError(f"unsupported TIFF layout {shape}")
+
+
+def _to_grey(image: np.ndarray) -> np.ndarray:
+    """Luminance of an RGB(A) image, keeping its dtype; a grey image passes through."""
+    if image.ndim == 2:
+        return image
+    if image.shape[-1] == 1:
+        return image[..., 0]
+    rgb = image[..., :3].astype(np.float32)
+    grey = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.clip(np.rint(grey), 0, np.iinfo(image.dtype).max).astype(image.dtype)
+
+
+def _read_image(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise VideoError(f"{path}: not a readable image")
+    if image.ndim == 3:
+        image = image[..., ::-1]  # OpenCV gives BGR(A)
+    return _to_grey(image)
+
+
+def iter_frames(
+    path: str | os.PathLike, *, every: int = 1, stop: int | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(frame_index, frame)`` for every ``every``-th frame, grey, uint8 or uint16.
+
+    Frames are decoded one at a time, so memory does not grow with the video's length.
+    Raises :class:`VideoError` naming the file when decoding fails part-way.
+    """
+    path = Path(path)
+    _check_exists(path)
+    if every < 1:
+        raise ValueError("every must be >= 1")
+    kind = _kind(path)
+    if kind == "folder":
+        for i, file in enumerate(_image_files(path)[:stop]):
+            if i % every == 0:
+                yield i, _read_image(file)
+        return
+    if kind == "tiff":
+        yield from _iter_tiff(path, every, stop)
+        return
+    yield from _iter_container(path, every, stop)
+
+
+def _iter_tiff(path: Path, every: int, stop: int | None) -> Iterator[tuple[int, np.ndarray]]:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            n, _, _ = _stack_geometry(tif.series[0].shape)
+            pages = tif.series[0].pages if len(tif.series[0].pages) == n else None
+            if pages is None:  # one page holds the whole stack
+                stack = tif.series[0].asarray()
+                stack = stack[None] if n == 1 and stack.ndim in (2, 3) else stack
+                for i in range(0, min(n, stop or n), every):
+                    yield i, _to_grey(stack[i])
+                return
+            for i in range(0, min(n, stop or n), every):
+                yield i, _to_grey(pages[i].asarray())
+    except VideoError:
+        raise
+    except Exception as exc:
+        raise VideoError(f"{path}: TIFF stack cannot be read ({exc})") from exc
+
+
+def _iter_container(path: Path, every: int, stop: int | None) -> Iterator[tuple[int, np.ndarray]]:
+    try:
+        container = av.open(str(path))
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"{path}: not a readable video ({exc.strerror or exc})") from exc
+    with container:
+        if not container.streams.video:
+            raise VideoError(f"{path}: no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        pix = stream.codec_context.format.name if stream.codec_context.format else ""
+        fmt = "gray16le" if any(m in pix for m in _HIGH_DEPTH_MARKERS) else "gray"
+        index = 0
+        try:
+            for frame in container.decode(stream):
+                if stop is not None and index >= stop:
+                    break
+                if index % every == 0:
+                    yield index, frame.to_ndarray(format=fmt)
+                index += 1
+        except av.error.FFmpegError as exc:
+            if index == 0:
+                raise VideoError(f"{path}: cannot decode ({exc.strerror or exc})") from exc
+            raise VideoError(
+                f"{path}: decoding failed after {index} frames ({exc.strerror or exc})"
+            ) from exc
+        if index == 0:
+            raise VideoError(f"{path}: no decodable frames")
+
+
+def read_frames(path: str | os.PathLike, *, every: int = 1, stop: int | None = None) -> np.ndarray:
+    """All (or every ``every``-th) frames as one ``(T, H, W)`` array; for short videos."""
+    frames = [frame for _, frame in iter_frames(path, every=every, stop=stop)]
+    if not frames:
+        raise VideoError(f"{path}: no frames")
+    return np.stack(frames)
+
+
+def to_uint8(frame: np.ndarray, *, max_value: float | None = None) -> np.ndarray:
+    """Scale a uint16 frame to uint8 (``max_value`` = the sensor's white, default 65535)."""
+    if frame.dtype == np.uint8:
+        return frame
+    top = float(max_value or np.iinfo(frame.dtype).max)
+    return np.clip(frame.astype(np.float32) * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
+
+
+def write_video(
+    path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float, *, quality: int = 90
+) -> Path:
+    """Write uint8 frames (grey ``(H, W)`` or RGB ``(H, W, 3)``) in the format the path names.
+
+    ``quality`` (1-100) sets the JPEG quality for MJPEG and the CRF for H.264 (90 -> CRF ~17).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in TIFF_SUFFIXES:
+        import tifffile
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(path, np.stack(list(frames)), photometric="minisblack")
+        return path
+    if suffix == "":
+        path.mkdir(parents=True, exist_ok=True)
+        for i, frame in enumerate(frames):
+            image = frame[..., ::-1] if frame.ndim == 3 else frame
+            cv2.imwrite(str(path / f"frame_{i:05d}.png"), image)
+        return path
+    codec, pix_fmt, options = _encoder(suffix, quality)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        stream.pix_fmt = pix_fmt
+        stream.options = options
+        if codec == "mjpeg":
+            stream.codec_context.qscale = _mjpeg_qscale(quality)
+        opened = False
+        for frame in frames:
+            if frame.dtype != np.uint8:
+                raise ValueError("write_video takes uint8 frames")
+            if not opened:
+                stream.height, stream.width = frame.shape[:2]
+                opened = True
+            fmt = "gray" if frame.ndim == 2 else "rgb24"
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format=fmt)
+            container.mux(stream.encode(vf.reformat(format=pix_fmt)))
+        container.mux(stream.encode())
+    return path
+
+
+def _encoder(suffix: str, quality: int) -> tuple[str, str, dict[str, str]]:
+    if suffix == ".avi":
+        return "mjpeg", "yuvj420p", {}
+    if suffix in (".mp4", ".mov", ".mkv"):
+        crf = max(0, min(51, round(51 - quality * 0.38)))
+        return "libx264", "yuv420p", {"crf": str(crf), "preset": "veryfast"}
+    raise ValueError(f"cannot write video with suffix {suffix!r}")
+
+
+def _mjpeg_qscale(quality: int) -> int:
+    """JPEG quality 1-100 to FFmpeg's MJPEG qscale 2 (best) .. 31."""
+    return int(round(2 + (100 - max(1, min(100, quality))) * 29 / 99))
