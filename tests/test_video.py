@@ -1,0 +1,84 @@
+"""Reading and writing videos and image stacks, on real files written here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sepsiscope.video import (
+    VideoError,
+    iter_frames,
+    probe_video,
+    read_frames,
+    to_uint8,
+    write_video,
+)
+
+
+def _frames(n: int = 12, h: int = 96, w: int = 128) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    frames = np.full((n, h, w), 170, np.uint8)
+    frames += rng.integers(0, 6, frames.shape, dtype=np.uint8)
+    for t in range(n):
+        frames[t, 40:48, :] = 40  # a dark horizontal vessel
+        frames[t, :, 10 + 4 * t : 14 + 4 * t] = 60  # a moving dark bar
+    return frames
+
+
+@pytest.mark.parametrize("name", ["clip.avi", "clip.mp4", "clip.mov", "clip.tif", "frames"])
+def test_roundtrip_keeps_content(tmp_path, name):
+    frames = _frames()
+    path = write_video(tmp_path / name, frames, fps=25.0)
+    info = probe_video(path)
+    back = read_frames(path)
+    assert back.shape == frames.shape and back.dtype == np.uint8
+    assert (info.width, info.height, info.n_frames) == (128, 96, 12)
+    lossy = name.endswith((".avi", ".mp4", ".mov"))
+    assert np.abs(back.astype(int) - frames).mean() < (4 if lossy else 0.01)
+    assert back[:, 44, :].mean() < back[:, 80, :].mean() - 80  # the vessel stays dark
+    if lossy:
+        assert info.fps == pytest.approx(25.0)
+    else:
+        assert info.fps is None
+
+
+def test_every_and_stop_select_frames(tmp_path):
+    path = write_video(tmp_path / "clip.avi", _frames(), fps=25.0)
+    indices = [i for i, _ in iter_frames(path, every=3, stop=10)]
+    assert indices == [0, 3, 6, 9]
+
+
+def test_colour_and_16_bit_inputs_become_grey(tmp_path):
+    import cv2
+    import tifffile
+
+    folder = tmp_path / "rgb"
+    folder.mkdir()
+    rgb = np.zeros((32, 48, 3), np.uint8)
+    rgb[..., 1] = 200  # pure green
+    cv2.imwrite(str(folder / "f0.png"), rgb[..., ::-1])
+    grey = read_frames(folder)
+    assert grey.shape == (1, 32, 48) and abs(int(grey[0, 0, 0]) - round(0.587 * 200)) <= 1
+
+    stack = np.full((3, 32, 48), 40000, np.uint16)
+    tifffile.imwrite(tmp_path / "deep.tif", stack, photometric="minisblack")
+    deep = read_frames(tmp_path / "deep.tif")
+    assert deep.dtype == np.uint16 and probe_video(tmp_path / "deep.tif").bit_depth == 16
+    assert to_uint8(deep)[0, 0, 0] == round(40000 * 255 / 65535)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [(b"", "empty file"), (b"this is not a video\n" * 50, "not a readable video")],
+)
+def test_unreadable_files_name_file_and_reason(tmp_path, content, reason):
+    path = tmp_path / "bad.avi"
+    path.write_bytes(content)
+    with pytest.raises(VideoError, match=reason) as err:
+        probe_video(path)
+    assert "bad.avi" in str(err.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(VideoError, match="file not found"):
+        list(iter_frames(tmp_path / "nope.mp4"))
