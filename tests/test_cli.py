@@ -1,0 +1,44 @@
+"""The command line as a whole: every verb documents itself; errors become exit statuses."""
+
+from __future__ import annotations
+
+import click
+import typer
+from typer.testing import CliRunner
+
+from sepsiscope import __version__
+from sepsiscope.cli import app
+
+runner = CliRunner()
+
+
+def _commands(group: click.Group, prefix: tuple[str, ...] = ()):
+    for name, command in group.commands.items():
+        yield (*prefix, name), command
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*prefix, name))
+
+
+def test_every_verb_has_help_text():
+    root = typer.main.get_command(app)
+    verbs = list(_commands(root))
+    assert verbs, "no verbs registered"
+    for path, command in verbs:
+        assert command.help and command.help.strip(), f"`sepsiscope {' '.join(path)}` has no help"
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0, path
+        assert "Usage" in result.output
+
+
+def test_verbs_that_make_something_offer_json():
+    root = typer.main.get_command(app)
+    for path, command in _commands(root):
+        if isinstance(command, click.Group):
+            continue
+        options = {opt for param in command.params for opt in getattr(param, "opts", [])}
+        assert "--json" in options, f"`sepsiscope {' '.join(path)}` has no --json"
+
+
+def test_version_and_unknown_verb():
+    assert runner.invoke(app, ["--version"]).output.strip() == f"sepsiscope {__version__}"
+    assert runner.invoke(app, ["no-such-verb"]).exit_code == 2
