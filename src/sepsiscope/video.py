@@ -104,6 +104,8 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
                 raise VideoError(f"{path}: no video stream")
             stream = container.streams.video[0]
             ctx = stream.codec_context
+            if ctx is None:  # e.g. an AVI whose FourCC names a codec FFmpeg has no decoder for
+                raise VideoError(f"{path}: unsupported codec (FFmpeg has no decoder for it)")
             fps = float(stream.average_rate or stream.guessed_rate or 0) or None
             n = stream.frames
             if not n and stream.duration and stream.time_base and fps:

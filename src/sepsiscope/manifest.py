@@ -1,0 +1,204 @@
+"""The manifest: which videos belong to which patient, and each patient's diagnosis.
+
+A manifest is a CSV or Parquet table, one row per video:
+
+``patient_id`` (required)
+    Any text; one patient may have several videos (sites, repeats).
+``video`` (required)
+    A video file (AVI, MP4, MOV, MKV, multi-page TIFF) or a folder of image frames, relative to
+    the manifest's folder or absolute.
+``label`` (required)
+    ``septic`` or ``non-septic``; case-insensitive synonyms are accepted (:data:`LABEL_SYNONYMS`):
+    septic = septic, sepsis, septic-shock, septic_shock, 1, yes, true, positive;
+    non-septic = non-septic, nonseptic, non_septic, non septic, control, 0, no, false, negative.
+``site``, ``um_per_px``, ``fps``, ``camera`` (optional)
+    ``um_per_px`` (µm per pixel of the original frames) falls back on the camera's profile
+    (:data:`CAMERA_UM_PER_PX`); ``fps`` falls back on the container's frame rate (image folders and
+    TIFF stacks have none, so they need it here).
+
+:func:`read_manifest` validates the whole table at once and raises one
+:class:`~sepsiscope.errors.InputError` listing every problem (missing columns, an empty
+manifest, unknown labels, duplicate videos, a patient with two labels, missing µm/px, files
+missing on disk).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sepsiscope.errors import InputError
+
+REQUIRED_COLUMNS = ("patient_id", "video", "label")
+OPTIONAL_COLUMNS = ("site", "um_per_px", "fps", "camera")
+
+LABEL_SYNONYMS: dict[str, str] = {
+    **{s: "septic" for s in ("septic", "sepsis", "septic-shock", "septic_shock", "septic shock",
+                              "1", "yes", "true", "positive")},
+    **{s: "non-septic" for s in ("non-septic", "nonseptic", "non_septic", "non septic",
+                                  "control", "0", "no", "false", "negative")},
+}  # fmt: skip
+"""Accepted label spellings (lower-cased, stripped) and the canonical label they mean."""
+
+CAMERA_UM_PER_PX: dict[str, float] = {
+    "microscan": 1.0,  # MicroScan SDF, 5x objective, ~720x576 or 640x480 px (1-1.5 µm/px)
+    "cytocam": 0.7,  # CytoCam IDF at full resolution: 1.55 x 1.16 mm field
+}
+"""µm per pixel of the original frames for known cameras, used when the manifest gives none."""
+
+_MAX_LISTED = 8
+
+
+def camera_um_per_px(camera: str) -> float | None:
+    """µm/px of a known real camera (case-insensitive name), or None.
+
+    The names match the simulator's profiles (``sepsiscope.simulate.cameras``), but the values are
+    the devices' own: the simulator renders at other resolutions and always writes um_per_px into
+    its manifest, so its profiles are not consulted here.
+    """
+    return CAMERA_UM_PER_PX.get(str(camera).strip().lower())
+
+
+def canonical_label(value: object) -> str | None:
+    """The canonical label (``septic`` / ``non-septic``) of a spelling, or None when unknown."""
+    text = str(value).strip().lower()
+    if text in ("1.0", "0.0"):  # numeric columns read from Parquet or Excel exports
+        text = text[0]
+    return LABEL_SYNONYMS.get(text)
+
+
+def _listing(items: list[str]) -> str:
+    shown = ", ".join(items[:_MAX_LISTED])
+    return shown + (f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else "")
+
+
+def _load(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise InputError(f"manifest {path} not found")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            table = pd.read_parquet(path)
+        else:
+            # All text: keeps patient ids such as "007" and lets labels 1/0 mix with words.
+            table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except Exception as exc:  # pandas and pyarrow raise many types for malformed files
+        raise InputError(f"manifest {path} cannot be read as a table: {exc}") from exc
+    table.columns = [str(c).strip().lower() for c in table.columns]
+    return table
+
+
+def _number(table: pd.DataFrame, column: str, problems: list[str]) -> tuple[pd.Series, pd.Series]:
+    """Positive floats of ``column`` (NaN where empty) and the mask of unparsable entries."""
+    if column not in table:
+        return pd.Series(np.nan, index=table.index, dtype=float), pd.Series(False, table.index)
+    raw = table[column].astype(str).str.strip().replace({"": np.nan, "nan": np.nan, "None": np.nan})
+    values = pd.to_numeric(raw, errors="coerce")
+    bad = raw.notna() & (values.isna() | (values <= 0))
+    if bad.any():
+        rows = [f"row {i + 2} ({raw[i]!r})" for i in table.index[bad]]
+        problems.append(f"{column} must be a positive number: {_listing(rows)}")
+    return values.where(~bad).astype(float), bad
+
+
+def read_manifest(path: str | os.PathLike, *, require_files: bool = True) -> pd.DataFrame:
+    """Read and validate a manifest.
+
+    Parameters
+    ----------
+    path : CSV or Parquet file.
+    require_files : when True, a video missing on disk is a validation error; ingest passes False
+        and records missing files as failures instead, so that the other videos still ingest.
+
+    Returns
+    -------
+    DataFrame with columns patient_id (str), video (str, absolute path), label (``septic`` or
+    ``non-septic``), y (1 septic, 0 non-septic), site (str), um_per_px (float, original frames),
+    fps (float or NaN = from the container), camera (str), in the manifest's order.
+
+    Example
+    -------
+    >>> table = read_manifest("cohort/manifest.csv")      # doctest: +SKIP
+    """
+    path = Path(path).expanduser().resolve()
+    table = _load(path)
+    missing = [c for c in REQUIRED_COLUMNS if c not in table]
+    if missing:
+        raise InputError(
+            f"manifest {path}: missing column(s) {', '.join(missing)} "
+            f"(found {', '.join(table.columns) or 'none'}; needs {', '.join(REQUIRED_COLUMNS)})"
+        )
+    if table.empty:
+        raise InputError(f"manifest {path} lists no videos")
+    table = table.reset_index(drop=True)
+    problems: list[str] = []
+
+    def text(column: str) -> pd.Series:
+        if column not in table:
+            return pd.Series("", index=table.index, dtype=object)
+        values = table[column].astype(str).str.strip()
+        return values.where(~values.isin(("nan", "None", "<NA>")), "")
+
+    patient = text("patient_id")
+    video = text("video")
+    for column, values in (("patient_id", patient), ("video", video)):
+        if (values == "").any():
+            rows = [f"row {i + 2}" for i in table.index[values == ""]]
+            problems.append(f"empty {column}: {_listing(rows)}")
+
+    labels = table["label"].map(canonical_label)
+    if labels.isna().any():
+        rows = [f"row {i + 2} ({table['label'][i]!r})" for i in table.index[labels.isna()]]
+        problems.append(
+            f"unknown label: {_listing(rows)}; use septic or non-septic "
+            f"(accepted: {', '.join(LABEL_SYNONYMS)})"
+        )
+
+    folder = path.parent
+    absolute = [str((folder / Path(v).expanduser()).resolve()) if v else "" for v in video.tolist()]
+    absolute = pd.Series(absolute, index=table.index)
+    duplicated = absolute[(absolute != "") & absolute.duplicated(keep=False)]
+    if len(duplicated):
+        names = sorted({video[i] for i in duplicated.index})
+        problems.append(f"video listed more than once: {_listing(names)}")
+
+    per_patient = pd.DataFrame({"p": patient, "l": labels}).dropna().groupby("p")["l"].nunique()
+    mixed = sorted(per_patient.index[per_patient > 1])
+    if mixed:
+        problems.append(f"patient with two labels: {_listing(mixed)}")
+
+    um_per_px, um_bad = _number(table, "um_per_px", problems)
+    fps, _ = _number(table, "fps", problems)
+    camera = text("camera")
+    from_camera = pd.Series([camera_um_per_px(c) if c else None for c in camera], dtype=float)
+    um_per_px = um_per_px.fillna(from_camera)
+    no_scale = table.index[um_per_px.isna() & ~um_bad]
+    if len(no_scale):
+        rows = [f"row {i + 2} ({video[i] or '?'}, camera {camera[i] or 'not given'})" for i in
+                no_scale]  # fmt: skip
+        problems.append(
+            f"no um_per_px: {_listing(rows)}; give um_per_px or a known camera "
+            f"({', '.join(CAMERA_UM_PER_PX)})"
+        )
+
+    if require_files:
+        lost = [video[i] for i in table.index if absolute[i] and not Path(absolute[i]).exists()]
+        if lost:
+            problems.append(f"file not found (relative to {folder}): {_listing(lost)}")
+
+    if problems:
+        raise InputError(f"manifest {path}: " + "; ".join(problems))
+    return pd.DataFrame(
+        {
+            "patient_id": patient,
+            "video": absolute,
+            "label": labels,
+            "y": (labels == "septic").astype(np.int64),
+            "site": text("site"),
+            "um_per_px": um_per_px.astype(float),
+            "fps": fps.astype(float),
+            "camera": camera.str.lower(),
+        }
+    )
