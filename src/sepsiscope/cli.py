@@ -71,5 +71,36 @@ def _root(
     )
 
 
+@app.command("report")
+def report_cmd(
+    run: Annotated[Path, typer.Argument(help="Run folder (sepsiscope train --out RUN).")],
+    store: Annotated[
+        Path | None, typer.Option("--store", help="Frame store (default: found from the run).")
+    ] = None,
+    measurements: Annotated[
+        Path | None,
+        typer.Option("--measurements", help="sepsiscope measure output (RUN/measurements)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="HTML file to write (default RUN/report.html).")
+    ] = None,
+    config: ConfigOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write one self-contained HTML report of a run (images embedded, no network)."""
+    from sepsiscope.report import ReportSettings, report
+
+    def go() -> dict[str, Any]:
+        settings = ReportSettings.build(
+            config,
+            store=str(store) if store else None,
+            measurements=str(measurements) if measurements else None,
+            out=str(out) if out else None,
+        )
+        return report(run, settings)
+
+    run_stage(go, as_json=as_json, summary=lambda r: f"report: {r['report']}")
+
+
 def main() -> None:
     app()
