@@ -194,3 +194,15 @@ def test_summarise_folds_mean_and_spread():
     assert summary["patient"]["accuracy"]["mean"] == pytest.approx(np.mean(values))
     assert summary["patient"]["accuracy"]["std"] == pytest.approx(np.std(values, ddof=1))
     assert summary["frame"]["auc"]["n_folds"] == 3
+
+
+def test_per_patient_thresholds_for_pooled_out_of_fold_predictions():
+    frames = _cohort(8)
+    patients = sorted(frames["patient_id"].unique())
+    one, _ = evaluate_levels(frames, threshold=0.4, n_bootstrap=20)
+    same, _ = evaluate_levels(frames, threshold=dict.fromkeys(patients, 0.4), n_bootstrap=20)
+    assert one == same
+    # Everyone called septic except the patient whose fold's threshold is above every score.
+    cuts = dict.fromkeys(patients, 0.0) | {patients[1]: 1.01}
+    mixed, _ = evaluate_levels(frames, threshold=cuts, n_bootstrap=5)
+    assert mixed["patient"]["confusion"] == {"tp": 3, "fn": 1, "fp": 4, "tn": 0}

@@ -71,6 +71,92 @@ def _root(
     )
 
 
+def _interval_text(entry: dict[str, Any] | None) -> str:
+    if not entry or entry.get("value") is None:
+        return "undefined"
+    low, high = entry.get("interval") or (None, None)
+    return f"{entry['value']:.3f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None else "")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    run: Annotated[Path, typer.Argument(help="Run folder with a trained classifier.")],
+    split: Annotated[
+        str | None, typer.Option("--split", help="Split to judge: test, val or train [test].")
+    ] = None,
+    bootstrap: Annotated[
+        int | None, typer.Option("--bootstrap", help="Patient resamples for intervals [1000].")
+    ] = None,
+    store: Annotated[
+        Path | None, typer.Option("--store", help="Frame store (default: the run's own).")
+    ] = None,
+    config: ConfigOption = None,
+    quiet: QuietFlag = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Judge a trained classifier by frame, video and patient with bootstrap intervals, beside
+    a logistic-regression baseline; threshold fixed on validation (RUN/evaluation/)."""
+    from sepsiscope.evaluate import EvaluateSettings, evaluate
+
+    def go() -> dict[str, Any]:
+        settings = EvaluateSettings.build(config, split=split, n_bootstrap=bootstrap, store=store)
+        return evaluate(run, settings, quiet=quiet)
+
+    run_stage(
+        go,
+        as_json=as_json,
+        summary=lambda r: (
+            f"{r['split']} split, {r['n_patients']} patients, threshold {r['threshold']:.3f}: "
+            f"patient AUC {_interval_text(r['patient_auc'])}, accuracy "
+            f"{_interval_text(r['patient_accuracy'])}; baseline patient AUC "
+            f"{_interval_text(r['baseline_patient_auc'])}; {r['metrics']}"
+        ),
+    )
+
+
+@app.command("crossval")
+def crossval_cmd(
+    store: Annotated[Path, typer.Option("--store", help="Frame store with folds (ingest).")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder to write (folds/, crossval/).")],
+    folds: Annotated[
+        int | None, typer.Option("--folds", help="Number of folds; must match the store's.")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs per fold.")] = None,
+    bootstrap: Annotated[
+        int | None, typer.Option("--bootstrap", help="Patient resamples for intervals [200].")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Retrain folds that are already done.")
+    ] = False,
+    config: ConfigOption = None,
+    quiet: QuietFlag = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Patient-grouped k-fold cross-validation: one model per fold, out-of-fold predictions for
+    every patient, mean and spread of each metric (finished folds are kept)."""
+    from sepsiscope.crossval import CrossvalSettings, crossval
+
+    def go() -> dict[str, Any]:
+        base = CrossvalSettings.build(config, folds=folds, overwrite=overwrite or None)
+        updates: dict[str, Any] = {}
+        if epochs is not None:
+            updates["train"] = {**base.train, "epochs": epochs}
+        if bootstrap is not None:
+            updates["evaluate"] = base.evaluate.model_copy(update={"n_bootstrap": bootstrap})
+        settings = CrossvalSettings.build(None, **{**base.model_dump(), **updates})
+        return crossval(store, out, settings, quiet=quiet)
+
+    def summary(r: dict[str, Any]) -> str:
+        mean, std = r["patient_auc_mean"], r["patient_auc_std"]
+        spread = f"{mean:.3f} ± {std:.3f}" if mean is not None and std is not None else str(mean)
+        return (
+            f"{r['n_folds']} folds, {r['n_patients']} patients: patient AUC over folds {spread}; "
+            f"pooled out-of-fold {_interval_text(r['pooled_patient_auc'])}; {r['metrics']}"
+        )
+
+    run_stage(go, as_json=as_json, summary=summary)
+
+
 @app.command("report")
 def report_cmd(
     run: Annotated[Path, typer.Argument(help="Run folder (sepsiscope train --out RUN).")],

@@ -112,3 +112,26 @@ class RunLayout:
         if not self.model.exists():
             raise InputError(f"no trained classifier in {self.root}: run `sepsiscope train` first")
         return self
+
+    # evaluation/ (sepsiscope evaluate)
+    evaluation_metrics = property(lambda self: self.evaluation / "metrics.json")
+    evaluation_settings = property(lambda self: self.evaluation / "settings.json")
+    evaluation_frames = property(lambda self: self.evaluation / "frames.parquet")
+    evaluation_videos = property(lambda self: self.evaluation / "videos.parquet")
+    evaluation_patients = property(lambda self: self.evaluation / "patients.parquet")
+    roc_figure = property(lambda self: self.evaluation / "roc.png")
+    confusion_figure = property(lambda self: self.evaluation / "confusion.png")
+    reliability_figure = property(lambda self: self.evaluation / "reliability.png")
+
+    # folds/ and crossval/ (sepsiscope crossval)
+    folds = property(lambda self: self.root / "folds")
+    crossval = property(lambda self: self.root / "crossval")
+    crossval_metrics = property(lambda self: self.crossval / "metrics.json")
+    crossval_settings = property(lambda self: self.crossval / "settings.json")
+    oof_frames = property(lambda self: self.crossval / "oof_frames.parquet")
+    oof_videos = property(lambda self: self.crossval / "oof_videos.parquet")
+    oof_patients = property(lambda self: self.crossval / "oof_patients.parquet")
+
+    def fold(self, index: int) -> RunLayout:
+        """The run of cross-validation fold ``index`` (a run folder of its own)."""
+        return RunLayout(self.folds / f"fold_{index}")

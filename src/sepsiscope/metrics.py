@@ -144,7 +144,7 @@ def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def _weighted_metrics(
-    y: np.ndarray, probability: np.ndarray, weights: np.ndarray, threshold: float
+    y: np.ndarray, probability: np.ndarray, weights: np.ndarray, threshold: float | np.ndarray
 ) -> dict[str, np.ndarray]:
     """Every metric for each row of ``weights`` ``(B, n)`` at once; NaN where undefined.
 
@@ -181,7 +181,7 @@ def _weighted_metrics(
 
 
 def binary_metrics(
-    y: np.ndarray, probability: np.ndarray, *, threshold: float = 0.5
+    y: np.ndarray, probability: np.ndarray, *, threshold: float | np.ndarray = 0.5
 ) -> dict[str, float | None]:
     """Accuracy, AUC, sensitivity, specificity, precision, F1 and Brier score.
 
@@ -189,7 +189,8 @@ def binary_metrics(
     ----------
     y : (n,) int, 1 septic, 0 non-septic.
     probability : (n,) float in [0, 1], the score of septic.
-    threshold : a case is called septic when ``probability >= threshold``.
+    threshold : a case is called septic when ``probability >= threshold``; a scalar, or an
+        ``(n,)`` array of per-case thresholds (pooled out-of-fold predictions, each fold's own).
 
     Returns
     -------
@@ -208,7 +209,9 @@ def binary_metrics(
     return {m: (None if np.isnan(values[m][0]) else float(values[m][0])) for m in METRICS}
 
 
-def confusion_counts(y: np.ndarray, probability: np.ndarray, *, threshold: float) -> dict[str, int]:
+def confusion_counts(
+    y: np.ndarray, probability: np.ndarray, *, threshold: float | np.ndarray
+) -> dict[str, int]:
     """True/false positive/negative counts at ``threshold``."""
     y = np.asarray(y, dtype=int)
     called = np.asarray(probability) >= threshold
@@ -280,7 +283,7 @@ def patient_resamples(
 def evaluate_levels(
     frames: pd.DataFrame,
     *,
-    threshold: float,
+    threshold: float | Mapping[str, float],
     n_bootstrap: int = 1000,
     seed: int = 0,
     video_rule: str = "mean",
@@ -288,6 +291,9 @@ def evaluate_levels(
     confidence: float = 0.95,
 ) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
     """Metrics with patient-bootstrap intervals at frame, video and patient level.
+
+    ``threshold`` is one number, or patient_id -> threshold (pooled out-of-fold predictions,
+    where each patient is called at the threshold its own fold fixed on validation).
 
     Returns
     -------
@@ -305,12 +311,17 @@ def evaluate_levels(
         y = table["y"].to_numpy(dtype=int)
         p = table["probability"].to_numpy(dtype=float)
         member = pd.Index(patient_ids).get_indexer(table["patient_id"])
-        point = binary_metrics(y, p, threshold=threshold)
+        cut = (
+            table["patient_id"].map(threshold).to_numpy(dtype=float)
+            if isinstance(threshold, Mapping)
+            else float(threshold)
+        )
+        point = binary_metrics(y, p, threshold=cut)
         entry: dict[str, Any] = {}
         boot: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
         for start in range(0, n_bootstrap, 200):  # chunks bound memory: (200, n_rows) floats
             weights = counts[start : start + 200][:, member].astype(float)
-            for m, values in _weighted_metrics(y, p, weights, threshold).items():
+            for m, values in _weighted_metrics(y, p, weights, cut).items():
                 boot[m].append(values)
         for m in METRICS:
             values = np.concatenate(boot[m]) if boot[m] else np.empty(0)
@@ -329,7 +340,7 @@ def evaluate_levels(
             "non_septic": int(len(y) - y.sum()),
             "patients": int(len(patient_ids)),
         }
-        entry["confusion"] = confusion_counts(y, p, threshold=threshold)
+        entry["confusion"] = confusion_counts(y, p, threshold=cut)
         result[level] = entry
     return result, tables
 
