@@ -135,3 +135,93 @@ class RunLayout:
     def fold(self, index: int) -> RunLayout:
         """The run of cross-validation fold ``index`` (a run folder of its own)."""
         return RunLayout(self.folds / f"fold_{index}")
+
+    # autoencoder/, embedding/, clusters/ (sepsiscope autoencode, embed, cluster)
+    autoencoder_sweep = property(lambda self: self.autoencoder / "sweep.json")
+    autoencoder_sweep_table = property(lambda self: self.autoencoder / "sweep.csv")
+    autoencoder_sweep_png = property(lambda self: self.autoencoder / "sweep.png")
+
+    def autoencoder_model(self, bottleneck: int) -> AutoencoderLayout:
+        """Files of the autoencoder with this bottleneck size (named at 224 px)."""
+        return AutoencoderLayout(self.autoencoder / f"b{bottleneck}")
+
+    def embedding_of(self, split: str) -> EmbeddingLayout:
+        """Files of the t-SNE map of one split's classifier features."""
+        return EmbeddingLayout(self.embedding / split)
+
+    def clusters_of(self, features: str, split: str) -> ClusterLayout:
+        """Files of a K-means clustering of ``features`` (autoencoder or classifier)."""
+        return ClusterLayout(self.clusters / f"{features}-{split}")
+
+
+@dataclass(frozen=True)
+class AutoencoderLayout:
+    """Files of one trained autoencoder: RUN/autoencoder/b<bottleneck>/."""
+
+    root: Path
+
+    model = property(lambda self: self.root / "model.safetensors")
+    settings = property(lambda self: self.root / "settings.json")
+    checkpoints = property(lambda self: self.root / "checkpoints")
+    last_checkpoint = property(lambda self: self.root / "checkpoints" / "last.ckpt")
+    history = property(lambda self: self.root / "history.csv")
+    reconstructions = property(lambda self: self.root / "reconstructions")
+    features = property(lambda self: self.root / "features.npy")
+    features_index = property(lambda self: self.root / "features.parquet")
+    quality = property(lambda self: self.root / "quality.json")
+
+    def reconstruction_png(self, epoch: int) -> Path:
+        return self.reconstructions / f"epoch_{epoch:03d}.png"
+
+
+@dataclass(frozen=True)
+class EmbeddingLayout:
+    """Files of one split's t-SNE map: RUN/embedding/<split>/."""
+
+    root: Path
+
+    features = property(lambda self: self.root / "features.npy")
+    features_index = property(lambda self: self.root / "features.parquet")
+    coordinates = property(lambda self: self.root / "tsne.csv")
+    map_state = property(lambda self: self.root / "tsne_map.npz")
+    scores = property(lambda self: self.root / "scores.json")
+    settings = property(lambda self: self.root / "settings.json")
+
+    def png(self, colour_by: str) -> Path:
+        return self.root / f"tsne_by_{colour_by}.png"
+
+    def placed(self, split: str) -> Path:
+        return self.root / f"placed_{split}.csv"
+
+    def placed_png(self, split: str) -> Path:
+        return self.root / f"placed_{split}.png"
+
+
+@dataclass(frozen=True)
+class ClusterLayout:
+    """Files of one clustering: RUN/clusters/<features>-<split>/."""
+
+    root: Path
+
+    assignments = property(lambda self: self.root / "assignments.parquet")
+    k_sweep = property(lambda self: self.root / "k_sweep.csv")
+    k_sweep_png = property(lambda self: self.root / "k_sweep.png")
+    metrics = property(lambda self: self.root / "metrics.json")
+    patients = property(lambda self: self.root / "patients_by_cluster.csv")
+    png = property(lambda self: self.root / "clusters_tsne.png")
+    settings = property(lambda self: self.root / "settings.json")
+
+
+@dataclass(frozen=True)
+class DemoLayout:
+    """Folders of ``sepsiscope demo``: a cohort, its store and one run, plus the demo's state."""
+
+    root: Path
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    cohort = property(lambda self: CohortLayout(self.root / "cohort"))
+    store = property(lambda self: StoreLayout(self.root / "store"))
+    run = property(lambda self: RunLayout(self.root / "run"))
+    state = property(lambda self: self.root / "demo.json")

@@ -1,0 +1,241 @@
+"""Lightning glue of ``sepsiscope autoencode``: data in memory, the training module, the per-epoch
+reconstruction figures and history, checkpoints and resume."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from sepsiscope._image_quality import mse_per_image, psnr_per_image, ssim_per_image
+from sepsiscope._io import save_png, write_text
+from sepsiscope.errors import InputError
+from sepsiscope.layout import AutoencoderLayout
+from sepsiscope.models.autoencoder import ConvAutoencoder, grid_side, to_unit_range
+from sepsiscope.store import FrameStore
+
+if TYPE_CHECKING:
+    from sepsiscope.autoencode import AutoencodeSettings
+
+HISTORY_COLUMNS = ("epoch", "train_mse", "val_mse", "val_psnr_db", "val_ssim")
+
+
+@dataclass
+class SplitData:
+    """Train and val samples ``(n, 3, S, S)`` uint8, held in memory, and the preview rows."""
+
+    train: torch.Tensor
+    val: torch.Tensor
+    preview: np.ndarray  # indices into val, fixed by the seed
+    size: int
+
+
+def load_splits(store: FrameStore, settings: AutoencodeSettings, *, quiet: bool) -> SplitData:
+    """Read the usable train and val samples into memory (uint8: 150 kB per 224 px sample)."""
+    grid_side(store.size)  # a clear error for sizes the network cannot take
+    train = store.samples("train")
+    val = store.samples("val")
+    for name, table in (("train", train), ("val", val)):
+        if len(table) == 0:
+            raise InputError(f"{store.root}: the {name} split has no usable frames")
+    rng = np.random.default_rng(settings.seed)
+    if settings.max_train_frames and len(train) > settings.max_train_frames:
+        keep = np.sort(rng.choice(len(train), settings.max_train_frames, replace=False))
+        train = train.iloc[keep].reset_index(drop=True)
+    need_gb = (len(train) + len(val)) * 3 * store.size**2 / 1e9
+    if need_gb > settings.max_memory_gb:
+        raise InputError(
+            f"{len(train) + len(val)} samples need {need_gb:.1f} GB in memory, more than "
+            f"max_memory_gb={settings.max_memory_gb}; set max_train_frames or raise the limit"
+        )
+    preview = np.sort(rng.choice(len(val), min(settings.n_preview, len(val)), replace=False))
+    return SplitData(
+        train=torch.from_numpy(store.read_table(train)),
+        val=torch.from_numpy(store.read_table(val)),
+        preview=preview,
+        size=store.size,
+    )
+
+
+class AutoencoderModule(L.LightningModule):
+    """Adam and mean squared error on samples scaled to [0, 1]; validation MSE, PSNR and SSIM."""
+
+    def __init__(
+        self,
+        model: ConvAutoencoder,
+        settings: AutoencodeSettings,
+        layout: AutoencoderLayout,
+        preview: torch.Tensor,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.settings = settings
+        self.layout = layout
+        self.preview = preview
+        self._train_sum = self._train_n = 0.0
+        self._val: list[torch.Tensor] = []
+        self.history: pd.DataFrame = _read_history(layout)
+
+    def _input(self, batch: Any) -> torch.Tensor:
+        return to_unit_range(batch[0], self.settings.input_mode)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x = self._input(batch)
+        loss = torch.nn.functional.mse_loss(self.model(x).float(), x)
+        self._train_sum += float(loss.detach()) * len(x)
+        self._train_n += len(x)
+        self.log("train_mse", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x = self._input(batch)
+        # Figures in float32 whatever the training precision, so runs stay comparable.
+        with torch.autocast(self.device.type, enabled=False):
+            recon = self.model(x).float()
+        per_image = [mse_per_image(x, recon), psnr_per_image(x, recon), ssim_per_image(x, recon)]
+        self._val.append(torch.stack(per_image, 1).cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        values = torch.cat(self._val).mean(0) if self._val else torch.full((3,), float("nan"))
+        self._val = []
+        mse, psnr, ssim = (float(v) for v in values)
+        self.log_dict({"val_mse": mse, "val_psnr_db": psnr, "val_ssim": ssim})
+        if self.trainer.sanity_checking:
+            return
+        self._val_figures = (mse, psnr, ssim)
+        self._save_preview(self.current_epoch + 1, mse, psnr, ssim)
+
+    def on_train_epoch_end(self) -> None:
+        mse, psnr, ssim = getattr(self, "_val_figures", (np.nan,) * 3)
+        epoch = self.current_epoch + 1
+        row = {
+            "epoch": epoch,
+            "train_mse": self._train_sum / max(self._train_n, 1),
+            "val_mse": mse,
+            "val_psnr_db": psnr,
+            "val_ssim": ssim,
+        }
+        self._train_sum = self._train_n = 0.0
+        self.history = pd.concat(
+            [self.history[self.history["epoch"] < epoch], pd.DataFrame([row])], ignore_index=True
+        )
+        write_text(self.layout.history, self.history.to_csv(index=False))
+
+    @torch.no_grad()
+    def _save_preview(self, epoch: int, mse: float, psnr: float, ssim: float) -> None:
+        import matplotlib.pyplot as plt
+
+        x = self._input((self.preview.to(self.device),))
+        with torch.autocast(self.device.type, enabled=False):
+            recon = self.model(x).float().clamp(0, 1).cpu().numpy()
+        x = x.cpu().numpy()
+        n = len(x)
+        fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.6), squeeze=False)
+        for i in range(n):
+            for row, image in enumerate((x[i, 0], recon[i, 0])):
+                axes[row, i].imshow(image, cmap="gray", vmin=0, vmax=1)
+                axes[row, i].set_xticks([])
+                axes[row, i].set_yticks([])
+        axes[0, 0].set_ylabel("frame")
+        axes[1, 0].set_ylabel("reconstruction")
+        fig.suptitle(
+            f"b{self.model.bottleneck}, epoch {epoch}: validation MSE {mse:.4f}, "
+            f"PSNR {psnr:.1f} dB, SSIM {ssim:.3f}",
+            fontsize=9,
+        )
+        save_png(self.layout.reconstruction_png(epoch), fig, dpi=90)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.model.parameters(), lr=self.settings.learning_rate)
+
+
+def _read_history(layout: AutoencoderLayout) -> pd.DataFrame:
+    if layout.history.exists():
+        return pd.read_csv(layout.history)
+    return pd.DataFrame(columns=list(HISTORY_COLUMNS))
+
+
+def resolve_precision(precision: str) -> str:
+    """Lightning precision: bf16 autocast where the CPU or GPU computes bf16 natively."""
+    if precision == "32":
+        return "32-true"
+    if precision == "bf16":
+        return "bf16-mixed"
+    if torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
+    native = torch.backends.cpu.get_cpu_capability() in ("AVX512",) and _cpu_has_bf16()
+    return "bf16-mixed" if native else "32-true"
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def fit(
+    data: SplitData,
+    layout: AutoencoderLayout,
+    bottleneck: int,
+    settings: AutoencodeSettings,
+    *,
+    resume: bool,
+    quiet: bool,
+) -> tuple[ConvAutoencoder, pd.DataFrame]:
+    """Train one size; returns the best model (lowest val MSE) and the history table."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    ckpt = layout.last_checkpoint if resume and layout.last_checkpoint.exists() else None
+    if ckpt is None:  # a fresh start must not mix with an earlier run's epochs
+        for path in (layout.checkpoints, layout.reconstructions):
+            shutil.rmtree(path, ignore_errors=True)
+        layout.history.unlink(missing_ok=True)
+    layout.reconstructions.mkdir(parents=True, exist_ok=True)
+    if quiet:
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    L.seed_everything(settings.seed, verbose=False)
+    model = ConvAutoencoder(bottleneck, size=data.size)
+    module = AutoencoderModule(model, settings, layout, data.val[data.preview])
+    generator = torch.Generator().manual_seed(settings.seed)
+    train_loader = DataLoader(
+        TensorDataset(data.train),
+        batch_size=settings.batch_size,
+        shuffle=True,
+        generator=generator,
+    )
+    val_loader = DataLoader(TensorDataset(data.val), batch_size=settings.batch_size)
+    checkpoint = ModelCheckpoint(
+        dirpath=layout.checkpoints,
+        filename="best",
+        monitor="val_mse",
+        mode="min",
+        save_top_k=1,
+        save_last=True,
+        enable_version_counter=False,
+    )
+    trainer = L.Trainer(
+        max_epochs=settings.epochs,
+        precision=resolve_precision(settings.precision),
+        callbacks=[checkpoint],
+        logger=False,
+        enable_progress_bar=not quiet,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        deterministic=False,
+    )
+    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt)
+    best = checkpoint.best_model_path or str(layout.checkpoints / "best.ckpt")
+    state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]  # our own file
+    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
+    history = _read_history(layout)
+    return model.cpu().eval(), history
