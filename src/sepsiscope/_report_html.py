@@ -155,6 +155,11 @@ def not_run(what: str, command: str) -> str:
     )
 
 
+def warning(text: str) -> str:
+    """A prominent escaped warning (e.g. a leaky split)."""
+    return f'<p class="warning">{esc(text)}</p>'
+
+
 def note(text: str) -> str:
     """A small escaped paragraph."""
     return f'<p class="note">{esc(text)}</p>'
@@ -193,6 +198,7 @@ figure img{max-width:100%;border:1px solid #e1e5ea;border-radius:4px;background:
 figcaption{font-size:.82em;color:#55606e;word-break:break-all}
 .notrun{background:#fff8e1;border-left:4px solid #e0a800;padding:8px 12px}
 .note{color:#55606e;font-size:.9em}
+.warning{background:#fdecea;border-left:4px solid #b3261e;padding:8px 12px;font-weight:600}
 .septic{color:#b3261e;font-weight:600}.non-septic{color:#1b6e3a;font-weight:600}
 code{background:#eef2f6;padding:1px 4px;border-radius:3px}
 footer{max-width:1180px;margin:0 auto;padding:0 24px 30px;color:#77818f;font-size:.82em}

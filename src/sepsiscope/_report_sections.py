@@ -27,6 +27,7 @@ MICRO_METRICS = (
     "de_backer_per_mm", "n_segments", "total_length_mm", "mean_velocity_um_per_s",
 )  # fmt: skip
 PATIENT_METRICS = ("tvd_mm_per_mm2", "ppv_percent", "pvd_mm_per_mm2", "mfi")
+_NOT_SHOWN = ("files", "versions", "python", "platform", "created_utc", "settings", "run_dir")
 _CLASS_COLOURS = {"non-septic": "#4c72b0", "septic": "#c44e52"}
 
 
@@ -93,8 +94,19 @@ def _summaries(folder: Path, skip: tuple[str, ...] = ("settings.json",)) -> str:
             data = read_json(path)
         except (OSError, ValueError):
             continue
-        if isinstance(data, dict) and data:
-            parts.append(f"<h3>{H.esc(path.name)}</h3>{H.key_values(data)}")
+        if not isinstance(data, dict) or not data:
+            continue
+        # lists of records (a k sweep, a bottleneck sweep) read better as their own tables
+        records = {
+            k: v
+            for k, v in data.items()
+            if isinstance(v, list) and v and all(isinstance(r, dict) for r in v)
+        }
+        scalars = {k: v for k, v in data.items() if k not in records and k not in _NOT_SHOWN}
+        parts.append(f"<h4>{H.esc(path.name)}</h4>{H.key_values(scalars)}")
+        for name, rows in records.items():
+            parts.append(f"<h4>{H.esc(path.name)}: {H.esc(name)}</h4>")
+            parts.append(H.table(pd.DataFrame(rows)))
     return "".join(parts)
 
 
@@ -171,6 +183,7 @@ def cohort(ctx: Context) -> tuple[str, bool]:
     failures = store.failures
     body = [
         H.table(counts),
+        _quality(ctx),
         H.note(
             f"Store {store.root}: samples of {store.size}x{store.size} px. Frames excluded by the "
             "quality gate are kept in the store and left out of training and evaluation."
@@ -180,6 +193,19 @@ def cohort(ctx: Context) -> tuple[str, bool]:
         _sample_frames(store),
     ]
     return "".join(body), True
+
+
+def _quality(ctx: Context) -> str:
+    """Which parts of the Massey score rejected frames and videos (``store_info``'s counts)."""
+    try:
+        from sepsiscope.ingest import store_info
+    except ImportError:
+        return ""
+    quality = store_info(ctx.store_dir).get("quality", {})
+    rejected = {k: v for k, v in quality.items() if "rejected" in k}
+    if not rejected:
+        return ""
+    return "<h3>Quality exclusions by Massey score part</h3>" + H.key_values(rejected)
 
 
 def _sample_frames(store: Any, per_class: int = 3) -> str:
@@ -290,7 +316,8 @@ def evaluation(ctx: Context) -> tuple[str, bool]:
     baseline = metrics.get("baseline") if isinstance(metrics.get("baseline"), dict) else None
     extra = {"baseline": baseline} if baseline and any(k in baseline for k in LEVELS) else {}
     split = metrics.get("split", "evaluated")
-    parts = [
+    parts = [H.warning(str(text)) for text in metrics.get("notes") or []]
+    parts += [
         H.note(
             f"Split: {split}. Values with 95 % bootstrap intervals resampling patients; the "
             "threshold was fixed on the validation patients, never on the evaluated ones."
@@ -298,10 +325,15 @@ def evaluation(ctx: Context) -> tuple[str, bool]:
         metrics_table(metrics, extra),
     ]
     if extra:
-        parts.append(H.note("Baseline: logistic regression on simple frame statistics, same split"))
-    others = {k: v for k, v in metrics.items() if k not in (*LEVELS, "baseline")}
-    if others:
-        parts.append("<h3>Details</h3>" + H.key_values(others))
+        parts.append(
+            H.note(
+                "baseline: logistic regression on simple frame statistics (mean intensity, "
+                "contrast, sharpness), fitted on the same training patients."
+            )
+        )
+    details = {k: metrics[k] for k in ("split", "split_by", "threshold", "n") if k in metrics}
+    if details:
+        parts.append("<h3>Details</h3>" + H.key_values(details))
     parts.append(_png_gallery(folder, _pngs(folder, ctx.max_images)))
     return "".join(parts), True
 

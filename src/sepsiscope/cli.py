@@ -270,5 +270,31 @@ def report_cmd(
     run_stage(go, as_json=as_json, summary=lambda r: f"report: {r['report']}")
 
 
+@app.command("demo")
+def demo_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Folder of the demo.")] = Path(
+        "sepsiscope-demo"
+    ),
+    tiny: Annotated[
+        bool, typer.Option("--tiny", help="A seconds-long smoke test (tiny videos, 1 epoch).")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Start an earlier demo folder again.")
+    ] = False,
+    quiet: QuietFlag = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run the whole pipeline on a synthetic cohort (about 10 minutes on 2 cores; reruns resume)
+    and print the path of the HTML report."""
+    from sepsiscope.demo import DemoSettings, run_demo
+
+    settings = DemoSettings.tiny() if tiny else DemoSettings()
+    run_stage(
+        lambda: run_demo(out, settings, quiet=quiet, overwrite=overwrite),
+        as_json=as_json,
+        summary=lambda r: r["report"],
+    )
+
+
 def main() -> None:
     app()

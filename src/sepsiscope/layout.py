@@ -225,3 +225,43 @@ class DemoLayout:
     store = property(lambda self: StoreLayout(self.root / "store"))
     run = property(lambda self: RunLayout(self.root / "run"))
     state = property(lambda self: self.root / "demo.json")
+
+
+@dataclass(frozen=True)
+class DemoLayout:
+    """Folders of ``sepsiscope demo``: a cohort, its store and one run, plus the demo's state."""
+
+    root: Path
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    cohort = property(lambda self: CohortLayout(self.root / "cohort"))
+    store = property(lambda self: StoreLayout(self.root / "store"))
+    run = property(lambda self: RunLayout(self.root / "run"))
+    state = property(lambda self: self.root / "demo.json")
+
+
+@dataclass(frozen=True)
+class PredictionLayout:
+    """Files of one video's prediction: RUN/predictions/<name>/ (or --out DIR/<name>/)."""
+
+    root: Path
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    frames = property(lambda self: self.root / "frames.parquet")  # and a frames.csv twin
+    frames_csv = property(lambda self: self.root / "frames.csv")
+    result = property(lambda self: self.root / "prediction.json")
+    annotated = property(lambda self: self.root / "annotated.mp4")
+
+
+def prediction_summary(out_dir: str | os.PathLike) -> Path:
+    """One row per video when several videos are predicted: OUT/summary.csv."""
+    return Path(out_dir) / "summary.csv"
+
+
+def explanation_png(out_dir: str | os.PathLike, rank: int, video_id: str, row: int) -> Path:
+    """A Grad-CAM overlay: RUN/explanations/<rank>_<video>_<row>.png."""
+    return Path(out_dir) / f"{rank:02d}_{video_id}_{row:05d}.png"

@@ -167,8 +167,11 @@ def is_synthetic(store_dir: Path | None, measurements_dir: Path | None) -> bool:
     if store_dir is not None:
         manifests.append(StoreLayout(store_dir).manifest)
         meta = StoreLayout(store_dir).meta
-        if meta.exists() and _mentions_simulator(read_json(meta)):
+        saved = read_json(meta) if meta.exists() else {}
+        if _mentions_simulator(saved):
             return True
+        if isinstance(saved.get("manifest"), str):  # ingest records the manifest it read
+            manifests.append(Path(saved["manifest"]))
     if measurements_dir is not None:
         manifests += list(measurements_dir.glob("manifest*.csv"))
     for manifest in manifests:

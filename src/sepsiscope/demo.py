@@ -1,0 +1,261 @@
+"""The whole pipeline on a synthetic cohort, in one command, ending with the path of the report.
+
+``run_demo(out_dir, settings)`` calls each stage's library function in turn (the list
+:data:`STAGES`): simulate -> ingest -> train -> evaluate -> embed -> autoencode -> cluster ->
+measure -> report, with settings sized to finish in under 15 minutes on 2 CPU cores. Folders
+(:class:`sepsiscope.layout.DemoLayout`)::
+
+    OUT/cohort/   the simulated videos, manifest and ground truth
+    OUT/store/    the frame store
+    OUT/run/      classifier, evaluation, embedding, autoencoder, clusters, measurements,
+                  report.html
+    OUT/demo.json the demo's settings and each finished stage's result and time
+
+A rerun skips the stages already finished (their result is in demo.json and their key file
+exists), so an interrupted demo resumes where it stopped. The data are synthetic; no figure of the
+demo is a clinical result.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from sepsiscope._io import read_json, write_json
+from sepsiscope.errors import InputError, PartialFailure
+from sepsiscope.layout import DemoLayout
+from sepsiscope.settings import StageSettings, provenance
+
+DEFAULT_OUT = "sepsiscope-demo"
+
+
+class DemoSettings(StageSettings):
+    """Sizes of the demo; the defaults fit in 15 minutes on 2 CPU cores.
+
+    ``tiny()`` is a seconds-long preset for CI: a few one-second videos of small frames, one
+    epoch. Its figures mean nothing; it only proves that every stage runs end to end.
+    """
+
+    patients: int = Field(24, ge=4)
+    videos_per_patient: int = Field(3, ge=1)
+    seconds: float = Field(3.0, gt=0)
+    camera: Literal["microscan", "cytocam", "mixed"] = "mixed"
+    width: int | None = Field(None, description="override the camera's frame width, px")
+    height: int | None = Field(None, description="override the camera's frame height, px")
+    seed: int = 0
+    # ingest
+    rate_hz: float = Field(2.0, gt=0, description="stored samples per second of video")
+    size: int = Field(224, ge=16, description="side of the stored samples, px")
+    min_duration_s: float | None = Field(None, description="Massey duration gate; None = ingest's")
+    folds: int = Field(5, ge=0, description="cross-validation folds kept in the store")
+    # classifier
+    epochs: int = Field(6, ge=1)
+    n_bootstrap: int = Field(1000, ge=0)
+    # representations
+    perplexity: float = Field(30.0, gt=0, description="t-SNE perplexity (embed and cluster)")
+    autoencoder_epochs: int = Field(4, ge=1)
+    bottleneck: int = 1152
+    k: int = Field(2, ge=2)
+    k_max: int = Field(6, ge=2, description="largest k of the cluster sweep")
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> DemoSettings:
+        """The CI preset: 6 patients, one 1-s video each, 96x96 px frames, 48-px samples."""
+        values: dict[str, Any] = dict(
+            patients=6, videos_per_patient=1, seconds=1.0, camera="microscan", width=96,
+            height=96, rate_hz=6.0, size=48, min_duration_s=0.5, folds=0, epochs=1, n_bootstrap=20,
+            perplexity=3.0, autoencoder_epochs=1, k_max=3,
+        )  # fmt: skip
+        return cls(**{**values, **overrides})
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the demo: the library call and the file that shows it finished."""
+
+    name: str
+    run: Callable[[DemoLayout, DemoSettings, bool], dict[str, Any]]
+    artifact: Callable[[DemoLayout], Path]
+
+
+# --- the stages, each a call of one library function ---------------------------------------------
+
+
+def _simulate(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
+    from sepsiscope.simulate import SimulateSettings, simulate_cohort
+
+    settings = SimulateSettings(
+        patients=s.patients, videos_per_patient=s.videos_per_patient, seconds=s.seconds,
+        camera=s.camera, seed=s.seed, width=s.width, height=s.height,
+    )  # fmt: skip
+    return simulate_cohort(d.cohort.root, settings, quiet=quiet)
+
+
+def _ingest(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
+    from sepsiscope.ingest import IngestSettings, ingest
+
+    extra = {}
+    if s.min_duration_s is not None:
+        extra = {"min_duration_s": s.min_duration_s, "optimal_duration_s": s.seconds}
+    settings = IngestSettings(rate_hz=s.rate_hz, size=s.size, seed=s.seed, folds=s.folds, **extra)
+    try:
+        return ingest(d.cohort.manifest, d.store.root, settings, quiet=quiet)
+    except PartialFailure as exc:  # a failed video is listed; the others go on
+        return {**(getattr(exc, "result", None) or {}), "warning": str(exc)}
+
+
+def _evaluate(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
+    from sepsiscope.evaluate import EvaluateSettings, evaluate
+
+    settings = EvaluateSettings(n_bootstrap=s.n_bootstrap, seed=s.seed, store=d.store.root)
+    return evaluate(d.run.root, settings, quiet=quiet)
+
+
+def _embed(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
+    from sepsiscope.embed import EmbedSettings, embed
+
+    settings = EmbedSettings(split="val", perplexity=s.perplexity, seed=s.seed, store=d.store.root)
+    return embed(d.run.root, settings, quiet=quiet)
+
+
+def _autoencode(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
+    from sepsiscope.autoencode import AutoencodeSettings, autoencode
+
+    settings = AutoencodeSettings(
+        bottleneck=(s.bottleneck,), epochs=s.autoencoder_epochs, seed=s.seed
+    )
+    return autoencode(d.store.root, d.run.root, settings, quiet=quiet)
+
+
+def _cluster(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
+    from sepsiscope.cluster import ClusterSettings, cluster
+
+    settings = ClusterSettings(
+        k=s.k, k_max=s.k_max, features="autoencoder", split="val", perplexity=s.perplexity,
+        seed=s.seed, store=d.store.root,
+    )  # fmt: skip
+    return cluster(d.run.root, settings, quiet=quiet)
+
+
+def _report(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
+    from sepsiscope.report import ReportSettings, report
+
+    settings = ReportSettings(
+        store=str(d.store.root), synthetic=True, title="sepsiscope demo (synthetic cohort)"
+    )
+    return report(d.run.root, settings, quiet=quiet)
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("simulate", _simulate, lambda d: d.cohort.manifest),
+    Stage("ingest", _ingest, lambda d: d.store.frames),
+    Stage("evaluate", _evaluate, lambda d: d.run.evaluation / "metrics.json"),
+    Stage("embed", _embed, lambda d: d.run.embedding_of("val").scores),
+    Stage("autoencode", _autoencode, lambda d: d.run.autoencoder_sweep),
+    Stage("cluster", _cluster, lambda d: d.run.clusters_of("autoencoder", "val").metrics),
+    Stage("report", _report, lambda d: d.run.report),
+)
+
+
+# --- running them --------------------------------------------------------------------------------
+
+
+def run_demo(
+    out_dir: str | Path = DEFAULT_OUT,
+    settings: DemoSettings | None = None,
+    *,
+    quiet: bool = False,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Run every stage of :data:`STAGES` into ``out_dir``, skipping those already finished.
+
+    Parameters
+    ----------
+    out_dir : an empty or missing folder, or an earlier demo's folder (which resumes).
+    settings : sizes; :class:`DemoSettings` defaults fit 15 minutes on 2 CPU cores.
+    quiet : no progress bars (one line per stage is still printed on stderr).
+    overwrite : start an earlier demo's folder again from nothing.
+
+    Returns
+    -------
+    ``{"report": path, "out_dir", "cohort", "store", "run", "stages": {name: {"status":
+    "done" | "skipped", "seconds"}}, "seconds": total, "patient_auc": {...} | None}``
+
+    Example
+    -------
+    >>> run_demo("demo", DemoSettings.tiny())["report"]  # doctest: +SKIP
+    'demo/run/report.html'
+    """
+    settings = settings or DemoSettings()
+    d = DemoLayout(out_dir)
+    state = _open_state(d, settings, overwrite=overwrite)
+    stages: dict[str, dict[str, Any]] = {}
+    ran_any = False
+    started = time.perf_counter()
+    for number, stage in enumerate(STAGES, start=1):
+        tag = f"[{number}/{len(STAGES)}] {stage.name}"
+        previous = state["stages"].get(stage.name)
+        finished = previous is not None and stage.artifact(d).exists()
+        if finished and not (stage.name == "report" and ran_any):
+            _say(f"{tag}: already done, skipped")
+            stages[stage.name] = {"status": "skipped", "seconds": previous["seconds"]}
+            continue
+        _say(f"{tag} ...")
+        t0 = time.perf_counter()
+        result = stage.run(d, settings, quiet)
+        seconds = round(time.perf_counter() - t0, 1)
+        _say(f"{tag}: done in {seconds:.1f} s")
+        ran_any = True
+        state["stages"][stage.name] = {"seconds": seconds, "result": result}
+        write_json(d.state, state)  # after every stage, so a killed demo resumes here
+        stages[stage.name] = {"status": "done", "seconds": seconds}
+    evaluation = state["stages"].get("evaluate", {}).get("result", {})
+    result = {
+        "report": str(d.run.report),
+        "out_dir": str(d.root),
+        "cohort": str(d.cohort.root),
+        "store": str(d.store.root),
+        "run": str(d.run.root),
+        "stages": stages,
+        "seconds": round(time.perf_counter() - started, 1),
+        "seconds_all_stages": round(sum(v["seconds"] for v in state["stages"].values()), 1),
+        "patient_auc": evaluation.get("patient_auc"),
+        "synthetic": True,
+    }
+    _say(f"report: {d.run.report}")
+    return result
+
+
+def _open_state(d: DemoLayout, settings: DemoSettings, *, overwrite: bool) -> dict[str, Any]:
+    """The demo's state file; refuses a folder that is not a demo or has other settings."""
+    wanted = settings.model_dump(mode="json")
+    if d.root.exists() and any(d.root.iterdir()):
+        if not d.state.exists():
+            raise InputError(
+                f"{d.root} is not empty and holds no demo: choose another --out folder"
+            )
+        state = read_json(d.state)
+        if overwrite:
+            shutil.rmtree(d.root)
+        elif state.get("settings") != wanted:
+            raise InputError(
+                f"{d.root} holds a demo made with other settings: use --overwrite to start it "
+                "again, or choose another --out folder"
+            )
+        else:
+            return state
+    d.root.mkdir(parents=True, exist_ok=True)
+    state = {"settings": wanted, "stages": {}, **provenance()}
+    write_json(d.state, state)
+    return state
+
+
+def _say(line: str) -> None:
+    print(f"demo {line}", file=sys.stderr, flush=True)
