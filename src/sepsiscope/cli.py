@@ -71,6 +71,50 @@ def _root(
     )
 
 
+@app.command("simulate")
+def simulate_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Folder of the cohort to write.")],
+    patients: Annotated[int | None, typer.Option("--patients", help="Patients [24].")] = None,
+    videos_per_patient: Annotated[
+        int | None, typer.Option("--videos-per-patient", help="Videos (sites) per patient [3].")
+    ] = None,
+    seconds: Annotated[float | None, typer.Option("--seconds", help="Video length, s [3].")] = None,
+    camera: Annotated[
+        str | None, typer.Option("--camera", help="microscan, cytocam or mixed [microscan].")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed [0].")] = None,
+    width: Annotated[
+        int | None, typer.Option("--width", help="Override the frame width, px (tests).")
+    ] = None,
+    height: Annotated[
+        int | None, typer.Option("--height", help="Override the frame height, px (tests).")
+    ] = None,
+    config: ConfigOption = None,
+    quiet: QuietFlag = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Simulate a synthetic cohort of septic and non-septic dark-field videos with ground truth
+    (manifest.csv, truth.csv, vessels.json, masks; docs/simulator.md)."""
+    from sepsiscope.simulate import SimulateSettings, simulate_cohort
+
+    def go() -> dict[str, Any]:
+        settings = SimulateSettings.build(
+            config, patients=patients, videos_per_patient=videos_per_patient, seconds=seconds,
+            camera=camera, seed=seed, width=width, height=height,
+        )  # fmt: skip
+        return simulate_cohort(out, settings, quiet=quiet)
+
+    run_stage(
+        go,
+        as_json=as_json,
+        summary=lambda r: (
+            f"cohort {r['out_dir']}: {r['n_patients']} patients ({r['n_septic']} septic), "
+            f"{r['n_videos']} videos, {r['n_frames']} frames in {r['seconds_taken']:.1f} s; "
+            f"manifest {r['manifest']}"
+        ),
+    )
+
+
 @app.command("ingest")
 def ingest_cmd(
     manifest: Annotated[Path, typer.Argument(help="Manifest CSV or Parquet (docs/manifest.md).")],
