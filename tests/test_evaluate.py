@@ -86,9 +86,12 @@ def test_run_without_a_model_is_a_clear_error(tmp_path):
 # --- end to end: simulate -> ingest -> train (1 epoch) -> evaluate --------------------------------
 
 
+TINY_TRAIN = {"epochs": 1, "batch_size": 8, "seed": 0, "num_workers": 0}
+
+
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    train_mod = pytest.importorskip("sepsiscope.train")
+def store_dir(tmp_path_factory):
+    """A real store: 10 simulated patients (5 septic), one 1-s video each, 2 folds."""
     from sepsiscope.ingest import IngestSettings, ingest
     from sepsiscope.simulate import SimulateSettings, simulate_cohort
 
@@ -104,14 +107,18 @@ def trained_run(tmp_path_factory):
         IngestSettings(size=32, rate_hz=6, folds=2, min_duration_s=0, optimal_duration_s=0),
         quiet=True,
     )
-    settings = train_mod.TrainSettings.build(**TINY_TRAIN)
-    train_mod.train(root / "store", root / "run", settings, quiet=True)
-    return root
+    return root / "store"
 
 
-TINY_TRAIN = {"epochs": 1, "batch_size": 8, "seed": 0, "num_workers": 0}
+@pytest.fixture(scope="module")
+def trained_run(store_dir):
+    from sepsiscope.train import TrainSettings, train
+
+    train(store_dir, store_dir.parent / "run", TrainSettings.build(**TINY_TRAIN), quiet=True)
+    return store_dir.parent
 
 
+@pytest.mark.slow
 def test_evaluate_end_to_end_writes_metrics_tables_figures(trained_run):
     run = RunLayout(trained_run / "run")
     result = runner.invoke(
@@ -142,3 +149,49 @@ def test_evaluate_end_to_end_writes_metrics_tables_figures(trained_run):
     assert np.allclose(got.sort_index(), expected.sort_index())
     for png in (run.roc_figure, run.confusion_figure, run.reliability_figure):
         assert png.read_bytes()[:8] == PNG_MAGIC
+
+
+@pytest.mark.slow
+def test_frame_split_run_is_flagged_as_leaky(store_dir):
+    from sepsiscope.evaluate import evaluate
+    from sepsiscope.train import TrainSettings, train
+
+    run = store_dir.parent / "run_frame"
+    train(store_dir, run, TrainSettings.build(**TINY_TRAIN, split_by="frame"), quiet=True)
+    summary = evaluate(run, EvaluateSettings(n_bootstrap=10, baseline=False), quiet=True)
+    metrics = json.loads(RunLayout(run).evaluation_metrics.read_text())
+    assert metrics["split_by"] == "frame" and metrics["baseline"] is None
+    assert any("LEAKAGE" in note for note in summary["notes"])
+    # The evaluated frames come from patients that also gave training frames.
+    frames = pd.read_parquet(RunLayout(run).evaluation_frames)
+    assert frames["patient_id"].nunique() > 2
+
+
+@pytest.mark.slow
+def test_crossval_gives_every_patient_one_out_of_fold_score(store_dir):
+    from sepsiscope.store import FrameStore
+
+    out = store_dir.parent / "cv"
+    args = ["crossval", "--store", str(store_dir), "--out", str(out), "--epochs", "1",
+            "--bootstrap", "20", "--quiet", "--json"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["n_folds"] == 2 and summary["n_patients"] == 10
+    layout = RunLayout(out)
+    patients = pd.read_parquet(layout.oof_patients)
+    folds = FrameStore(store_dir).splits["folds"]
+    assert sorted(patients["patient_id"]) == sorted(sum(folds, []))  # each patient once
+    for i, fold in enumerate(folds):
+        assert set(patients.loc[patients["fold"] == i, "patient_id"]) == set(fold)
+    metrics = json.loads(layout.crossval_metrics.read_text())
+    for level in LEVELS:
+        assert {"mean", "std", "min", "max", "n_folds"} <= set(metrics["folds"][level]["auc"])
+        assert {"value", "interval"} <= set(metrics["pooled"][level]["auc"])
+    # Finished folds are kept: a second call trains nothing and gives the same figures.
+    model_time = layout.fold(0).model.stat().st_mtime_ns
+    again = runner.invoke(app, args)
+    assert json.loads(again.stdout)["pooled_patient_auc"] == summary["pooled_patient_auc"]
+    assert layout.fold(0).model.stat().st_mtime_ns == model_time
+    wrong = runner.invoke(app, [*args[:5], "--folds", "5", "--json"])
+    assert wrong.exit_code == 2 and "holds 2 folds" in wrong.output

@@ -93,7 +93,7 @@ def predict_frames(
 
     if len(table) == 0:
         return pd.DataFrame(columns=[*M.PREDICTION_COLUMNS, "split"])
-    predicted = predict_store(model, train_settings, store, table)
+    predicted = predict_store(model, train_settings, store, table, batch_size=batch_size)
     out = table[["patient_id", "video_id", "frame_index", "y", "split"]].reset_index(drop=True)
     out["probability"] = predicted["probability"].to_numpy(dtype=float)
     return out[[*M.PREDICTION_COLUMNS, "split"]]
