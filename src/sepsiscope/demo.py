@@ -30,7 +30,7 @@ from pydantic import Field
 
 from sepsiscope._io import read_json, write_json
 from sepsiscope.errors import InputError, PartialFailure
-from sepsiscope.layout import DemoLayout
+from sepsiscope.layout import DemoLayout, MeasurementLayout
 from sepsiscope.settings import StageSettings, provenance
 
 DEFAULT_OUT = "sepsiscope-demo"
@@ -60,18 +60,21 @@ class DemoSettings(StageSettings):
     n_bootstrap: int = Field(1000, ge=0)
     # representations
     perplexity: float = Field(30.0, gt=0, description="t-SNE perplexity (embed and cluster)")
+    tsne_iterations: int = Field(500, ge=50, description="t-SNE optimisation steps of embed")
     autoencoder_epochs: int = Field(4, ge=1)
     bottleneck: int = 1152
     k: int = Field(2, ge=2)
     k_max: int = Field(6, ge=2, description="largest k of the cluster sweep")
+    # measure
+    workers: int = Field(2, ge=1, description="videos measured in parallel")
 
     @classmethod
     def tiny(cls, **overrides: Any) -> DemoSettings:
         """The CI preset: 6 patients, one 1-s video each, 96x96 px frames, 48-px samples."""
         values: dict[str, Any] = dict(
-            patients=6, videos_per_patient=1, seconds=1.0, camera="microscan", width=96,
-            height=96, rate_hz=6.0, size=48, min_duration_s=0.5, folds=0, epochs=1, n_bootstrap=20,
-            perplexity=3.0, autoencoder_epochs=1, k_max=3,
+            patients=6, videos_per_patient=1, seconds=1.5, camera="microscan", width=96,
+            height=96, rate_hz=10.0, size=48, min_duration_s=0.5, folds=0, epochs=1, n_bootstrap=20,
+            tsne_iterations=100, autoencoder_epochs=1, k_max=3, workers=1,
         )  # fmt: skip
         return cls(**{**values, **overrides})
 
@@ -111,6 +114,13 @@ def _ingest(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
         return {**(getattr(exc, "result", None) or {}), "warning": str(exc)}
 
 
+def _train(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
+    from sepsiscope.train import TrainSettings, train
+
+    settings = TrainSettings(epochs=s.epochs, seed=s.seed)
+    return train(d.store.root, d.run.root, settings, quiet=quiet, overwrite=True)
+
+
 def _evaluate(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
     from sepsiscope.evaluate import EvaluateSettings, evaluate
 
@@ -121,7 +131,10 @@ def _evaluate(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
 def _embed(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
     from sepsiscope.embed import EmbedSettings, embed
 
-    settings = EmbedSettings(split="val", perplexity=s.perplexity, seed=s.seed, store=d.store.root)
+    settings = EmbedSettings(
+        split="val", perplexity=s.perplexity, n_iter=s.tsne_iterations,
+        early_exaggeration_iter=min(250, s.tsne_iterations // 2), seed=s.seed, store=d.store.root,
+    )  # fmt: skip
     return embed(d.run.root, settings, quiet=quiet)
 
 
@@ -144,6 +157,17 @@ def _cluster(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
     return cluster(d.run.root, settings, quiet=quiet)
 
 
+def _measure(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
+    from sepsiscope.measure import MeasureSettings, measure
+
+    settings = MeasureSettings(workers=s.workers, kymographs=2)
+    try:
+        result = measure(d.cohort.manifest, d.run.measurements, settings, quiet=quiet)
+    except PartialFailure as exc:  # an unreadable video is listed; the others are measured
+        result = {**(getattr(exc, "result", None) or {}), "warning": str(exc)}
+    return {k: v for k, v in result.items() if k != "videos"}  # the table holds them
+
+
 def _report(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
     from sepsiscope.report import ReportSettings, report
 
@@ -156,10 +180,12 @@ def _report(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
 STAGES: tuple[Stage, ...] = (
     Stage("simulate", _simulate, lambda d: d.cohort.manifest),
     Stage("ingest", _ingest, lambda d: d.store.frames),
+    Stage("train", _train, lambda d: d.run.model),
     Stage("evaluate", _evaluate, lambda d: d.run.evaluation / "metrics.json"),
     Stage("embed", _embed, lambda d: d.run.embedding_of("val").scores),
     Stage("autoencode", _autoencode, lambda d: d.run.autoencoder_sweep),
     Stage("cluster", _cluster, lambda d: d.run.clusters_of("autoencoder", "val").metrics),
+    Stage("measure", _measure, lambda d: MeasurementLayout(d.run.measurements).summary),
     Stage("report", _report, lambda d: d.run.report),
 )
 
