@@ -265,3 +265,29 @@ def prediction_summary(out_dir: str | os.PathLike) -> Path:
 def explanation_png(out_dir: str | os.PathLike, rank: int, video_id: str, row: int) -> Path:
     """A Grad-CAM overlay: RUN/explanations/<rank>_<video>_<row>.png."""
     return Path(out_dir) / f"{rank:02d}_{video_id}_{row:05d}.png"
+
+
+@dataclass(frozen=True)
+class MeasurementLayout:
+    """Files of ``sepsiscope measure``: OUT/ (RUN/measurements/ by convention)."""
+
+    root: Path
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    videos = property(lambda self: self.root / "videos.parquet")  # and a videos.csv twin
+    vessels = property(lambda self: self.root / "vessels.parquet")  # and a vessels.csv twin
+    patients = property(lambda self: self.root / "patients.parquet")  # HI across sites
+    failures = property(lambda self: self.root / "failures.csv")
+    summary = property(lambda self: self.root / "measure.json")
+    settings = property(lambda self: self.root / "settings.json")
+    overlays = property(lambda self: self.root / "overlays")
+    kymographs = property(lambda self: self.root / "kymographs")
+    interpret = property(lambda self: self.root / "interpret")  # sepsiscope interpret
+
+    def overlay(self, video_id: str) -> Path:
+        return self.overlays / f"{video_id}.png"
+
+    def kymograph(self, video_id: str) -> Path:
+        return self.kymographs / f"{video_id}.png"

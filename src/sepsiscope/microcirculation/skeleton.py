@@ -1,0 +1,197 @@
+"""Centrelines split into vessel segments, with length and diameter in µm.
+
+A segment runs between two junctions, a junction and an end, or two ends. The split is done here
+on the pixel graph rather than with skan, whose numba compilation costs about 10 s per process
+(every CLI call and every worker) for a few milliseconds of work on a vessel skeleton.
+Short side branches (spurs) that a mask's rough edge leaves on a skeleton are pruned first. Length
+is measured along the centreline after smoothing its pixel staircase, which otherwise overstates
+an oblique vessel's length by up to 8 %; diameter is twice the distance from the centreline to the
+mask's edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from skimage.morphology import skeletonize
+
+SMALL_VESSEL_UM = 20.0  # consensus cut-off between small vessels (capillaries) and large ones
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One vessel segment.
+
+    Attributes
+    ----------
+    path_px : (N, 2) float ndarray
+        Centreline ``(row, col)`` points in px, smoothed, ordered from one end to the other.
+    length_um : float
+    diameter_um : float
+    """
+
+    path_px: np.ndarray
+    length_um: float
+    diameter_um: float
+
+    @property
+    def small(self) -> bool:
+        return self.diameter_um < SMALL_VESSEL_UM
+
+
+def _smooth_path(coords: np.ndarray, sigma_px: float) -> np.ndarray:
+    if len(coords) < 3 or sigma_px <= 0:
+        return coords.astype(float)
+    smoothed = ndimage.gaussian_filter1d(coords.astype(float), sigma_px, axis=0, mode="nearest")
+    smoothed[0], smoothed[-1] = coords[0], coords[-1]  # ends stay on the junctions they join
+    return smoothed
+
+
+def path_length(path: np.ndarray) -> float:
+    """Polyline length of ``(N, 2)`` points, in their units."""
+    return float(np.hypot(*np.diff(path, axis=0).T).sum()) if len(path) > 1 else 0.0
+
+
+_OFFSETS = [(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if dr or dc]
+
+
+def _order(pixels: set[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Pixels of a simple 8-connected path in order, from an end (or anywhere on a loop)."""
+    def neighbours(p):
+        return [(p[0] + dr, p[1] + dc) for dr, dc in _OFFSETS if (p[0] + dr, p[1] + dc) in pixels]
+
+    ends = [p for p in pixels if len(neighbours(p)) <= 1]
+    current = min(ends) if ends else min(pixels)
+    path, seen = [current], {current}
+    while True:
+        options = [q for q in neighbours(current) if q not in seen]
+        if not options:
+            return path
+        # prefer 4-connected steps so that a staircase is not cut short
+        current = min(options, key=lambda q: abs(q[0] - current[0]) + abs(q[1] - current[1]))
+        path.append(current)
+        seen.add(current)
+
+
+def _branches(skeleton: np.ndarray) -> list[tuple[np.ndarray, bool, bool]]:
+    """Split a skeleton at its junctions: ``(coords (N, 2) int, start_joins, end_joins)`` each.
+
+    Junction pixels (3 or more skeleton neighbours) are cut out, the remaining runs labelled, and
+    each run's ends are extended to the junction pixel they touch, so segments meet.
+    """
+    neighbours = ndimage.convolve(skeleton.astype(np.uint8), np.ones((3, 3), np.uint8),
+                                  mode="constant") - 1  # fmt: skip
+    junction = skeleton & (neighbours >= 3)
+    runs, n = ndimage.label(skeleton & ~junction, structure=np.ones((3, 3)))
+    if n == 0:
+        return []
+    h, w = skeleton.shape
+    result = []
+    for index, box in enumerate(ndimage.find_objects(runs), start=1):
+        rows, cols = np.nonzero(runs[box] == index)
+        pixels = set(zip((rows + box[0].start).tolist(), (cols + box[1].start).tolist()))
+        ordered = _order(pixels)
+        ends = [False, False]
+        for side, (r, c) in enumerate((ordered[0], ordered[-1])):
+            touching = [(r + dr, c + dc) for dr, dc in _OFFSETS
+                        if 0 <= r + dr < h and 0 <= c + dc < w and junction[r + dr, c + dc]]  # fmt: skip
+            if touching and not (side == 1 and len(ordered) == 1 and ends[0]):
+                node = min(touching, key=lambda q: abs(q[0] - r) + abs(q[1] - c))
+                ordered = [node, *ordered] if side == 0 else [*ordered, node]
+                ends[side] = True
+        result.append((np.array(ordered), ends[0], ends[1]))
+    return result
+
+
+def _prune_spurs(skeleton: np.ndarray, distance: np.ndarray, spur_px: float, rounds: int = 3):
+    skeleton = skeleton.copy()
+    for _ in range(rounds):
+        pruned = False
+        for coords, start, end in _branches(skeleton):
+            if start == end:
+                continue
+            # a side branch shorter than the vessel's width plus a margin is an edge artefact
+            width = distance[tuple(coords.T)].max()
+            if path_length(coords.astype(float)) < max(spur_px, 1.5 * width):
+                free = coords[1:] if start else coords[:-1]
+                skeleton[tuple(free.T)] = False
+                pruned = True
+        if not pruned:
+            break
+        skeleton = skeletonize(skeleton)
+    return skeleton
+
+
+def vessel_segments(
+    mask: np.ndarray,
+    *,
+    um_per_px: float,
+    lumen: np.ndarray | None = None,
+    spur_um: float = 8.0,
+    min_length_um: float = 10.0,
+    smooth_um: float = 2.0,
+) -> list[Segment]:
+    """Split a vessel mask's centrelines into segments and measure them.
+
+    Parameters
+    ----------
+    mask : (H, W) bool ndarray
+        Vessels; its skeleton gives the centrelines.
+    um_per_px : float
+    lumen : (H, W) bool ndarray, optional
+        The vessels' full width at half darkness (``segment.lumen_mask``), for diameters;
+        ``mask`` itself by default.
+    spur_um : float
+        End branches shorter than this (or than 1.5 x the vessel's half-width) are pruned.
+    min_length_um : float
+        Isolated segments shorter than this are dropped as noise.
+    smooth_um : float
+        Gaussian smoothing of centreline coordinates before measuring length, µm.
+
+    Returns
+    -------
+    list of Segment
+
+    Examples
+    --------
+    >>> segments = vessel_segments(mask, um_per_px=1.2)  # doctest: +SKIP
+    >>> total_length_mm = sum(s.length_um for s in segments) / 1000  # doctest: +SKIP
+    """
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be (H, W), got shape {mask.shape}")
+    skeleton_image = skeletonize(mask.astype(bool))
+    if skeleton_image.sum() < 2:
+        return []
+    distance = ndimage.distance_transform_edt(mask)
+    lumen_distance = distance if lumen is None else ndimage.distance_transform_edt(lumen)
+    skeleton_image = _prune_spurs(skeleton_image, distance, spur_um / um_per_px)
+    segments = []
+    for coords, start, end in _branches(skeleton_image):
+        if len(coords) < 2:
+            continue
+        path = _smooth_path(coords, smooth_um / um_per_px)
+        # a skeleton stops about one radius short of a free end (a vessel's tip or the border)
+        tips = [p for p, joined in ((coords[0], start), (coords[-1], end)) if not joined]
+        length_px = path_length(path) + sum(float(distance[tuple(p)]) - 0.5 for p in tips)
+        length_um = max(length_px, 0.0) * um_per_px
+        if not (start or end) and length_um < min_length_um:
+            continue
+        inner = coords[1:-1] if len(coords) > 4 else coords
+        # a centreline pixel of a w-px-wide mask lies (w + 1) / 2 px from the background; the
+        # upper quartile ignores plasma gaps, where a stopped column's lumen is interrupted
+        half_width = float(np.percentile(lumen_distance[tuple(inner.T)], 75))
+        diameter_px = max(1.0, 2 * half_width - 1)
+        segments.append(Segment(path, length_um, diameter_px * um_per_px))
+    return segments
+
+
+def resample_path(path: np.ndarray, step_px: float = 1.0) -> np.ndarray:
+    """Points every ``step_px`` along a polyline ``(N, 2)``, ends included."""
+    if len(path) < 2:
+        return path.astype(float)
+    arc = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(path, axis=0).T))])
+    n = max(2, int(round(arc[-1] / step_px)) + 1)
+    where = np.linspace(0, arc[-1], n)
+    return np.stack([np.interp(where, arc, path[:, k]) for k in range(2)], axis=1)

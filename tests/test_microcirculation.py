@@ -1,0 +1,182 @@
+"""Microcirculation analysis on small rendered videos with known vessels and flow."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sepsiscope.microcirculation import (
+    analyse_video,
+    apply_motion,
+    check_quality,
+    de_backer_score,
+    estimate_motion,
+    heterogeneity_index,
+    patient_heterogeneity,
+    quadrant_mfi,
+    video_metrics,
+)
+from sepsiscope.microcirculation.flow import SegmentFlow
+from sepsiscope.microcirculation.skeleton import Segment, path_length
+
+try:  # tests/ is a package in some checkouts and a plain folder in others
+    from ._vessel_render import Vessel, arc, line, render, true_length_um
+except ImportError:
+    from _vessel_render import Vessel, arc, line, render, true_length_um
+
+FPS = 25.0
+
+
+def _match(analysis, vessel: Vessel):
+    """The measured segment whose centreline lies closest to the drawn vessel's midpoint."""
+    mid = vessel.path_px[len(vessel.path_px) // 2]
+    dist = [np.min(np.hypot(*(s.path_px - mid).T)) for s in analysis.segments]
+    i = int(np.argmin(dist))
+    assert dist[i] < 5, "drawn vessel not found"
+    return analysis.segments[i], analysis.flows[i]
+
+
+@pytest.fixture(scope="module")
+def scene():
+    vessels = [
+        Vessel(line(30, 10, 30, 150), 8, 400),  # straight capillary, continuous
+        Vessel(arc((175, 80), 80, -2.3, -0.85), 7, 120),  # curved capillary, sluggish
+        Vessel(line(140, 10, 140, 150), 30, 600),  # straight venule
+        Vessel(line(60, 130, 110, 150), 7, 0),  # stopped capillary
+    ]
+    frames = render(vessels, seconds=2.0, fps=FPS, um_per_px=1.0, seed=1)
+    return vessels, analyse_video(frames, fps=FPS, um_per_px=1.0)
+
+
+def test_lengths_diameters_and_classes(scene):
+    vessels, analysis = scene
+    assert analysis.accepted
+    for vessel in vessels:
+        segment, _ = _match(analysis, vessel)
+        assert segment.length_um == pytest.approx(true_length_um(vessel), rel=0.15)
+        assert segment.diameter_um == pytest.approx(vessel.diameter_um, abs=3)
+        assert segment.small == (vessel.diameter_um < 20)
+
+
+def test_velocity_and_categories(scene):
+    vessels, analysis = scene
+    straight, curved, venule, stopped = (_match(analysis, v)[1] for v in vessels)
+    assert straight.category == "continuous"
+    assert straight.velocity_um_per_s == pytest.approx(400, rel=0.2)
+    assert curved.category == "sluggish"
+    assert curved.velocity_um_per_s == pytest.approx(120, rel=0.2)
+    assert venule.category == "continuous"
+    assert stopped.category == "none" and stopped.velocity_um_per_s == 0
+
+
+def test_intermittent_flow_is_recognised():
+    vessel = Vessel(line(40, 10, 120, 150), 8, 200, stop_s=((0.5, 1.6),))
+    frames = render([vessel], seconds=2.0, fps=FPS, seed=2)
+    analysis = analyse_video(frames, fps=FPS, um_per_px=1.0)
+    _, flow = _match(analysis, vessel)
+    assert flow.category == "intermittent"
+    assert 0.1 <= flow.moving_fraction < 0.9
+
+
+def test_motion_is_estimated_and_removed():
+    vessels = [Vessel(line(40, 20, 120, 140), 8, 300), Vessel(line(130, 10, 20, 90), 12, 0)]
+    frames = render(vessels, seconds=1.2, fps=FPS, seed=3)
+    import cv2
+
+    drift = np.stack([np.arange(len(frames)) * 0.25, np.arange(len(frames)) * -0.15], axis=1)
+    moved = np.stack(
+        [
+            cv2.warpAffine(f, np.float32([[1, 0, dx], [0, 1, dy]]), f.shape[::-1],
+                           borderMode=cv2.BORDER_REPLICATE)
+            for f, (dy, dx) in zip(frames, drift, strict=True)
+        ]
+    )  # fmt: skip
+    motion = estimate_motion(moved, um_per_px=1.0)
+    assert np.abs(motion.shifts_px - drift).max() < 1.0
+    registered, valid = apply_motion(moved, motion)
+    assert not valid.all() and valid.mean() > 0.8
+    assert motion.summary(1.2)["max_shift_um"] == pytest.approx(np.hypot(*drift[-1]) * 1.2, 0.1)
+
+
+def test_tvd_formula_and_small_split():
+    field = np.ones((100, 200), bool)  # 0.1 x 0.2 mm at 1 µm/px = 0.02 mm²
+    segments = [
+        Segment(line(10, 0, 10, 100, 50), 100.0, 8.0),
+        Segment(line(50, 0, 50, 60, 50), 60.0, 30.0),
+    ]
+    flows = [SegmentFlow("continuous", 500.0, 1.0), SegmentFlow("none", 0.0, 0.0)]
+    m = video_metrics(segments, flows, field, um_per_px=1.0)
+    assert m["field_area_mm2"] == pytest.approx(0.02)
+    assert m["tvd_mm_per_mm2"] == pytest.approx(0.16 / 0.02)
+    assert m["tvd_small_mm_per_mm2"] == pytest.approx(0.1 / 0.02)
+    assert m["ppv_percent"] == pytest.approx(100.0)
+    assert m["pvd_mm_per_mm2"] == pytest.approx(m["tvd_small_mm_per_mm2"])
+    assert m["mean_velocity_um_per_s"] == pytest.approx(500.0)
+
+
+def test_de_backer_counts_grid_crossings():
+    field = np.ones((400, 400), bool)  # grid lines at 100, 200, 300 px both ways
+    vertical = line(0, 150, 399, 150)  # crosses the 3 horizontal lines
+    short = line(90, 50, 110, 50)  # crosses one horizontal line
+    score = de_backer_score([vertical, short], field, um_per_px=1.0)
+    assert score == pytest.approx(4 / (6 * 0.4))
+
+
+def test_mfi_quadrant_scoring():
+    field = np.ones((100, 100), bool)
+    paths = [line(20, 10, 20, 40), line(20, 60, 20, 90), line(80, 10, 80, 40), line(70, 70, 90, 90)]
+    categories = ["continuous", "sluggish", "intermittent", "none"]
+    mfi, scores = quadrant_mfi(paths, categories, field)
+    assert scores == [3.0, 2.0, 1.0, 0.0]
+    assert mfi == pytest.approx(1.5)
+    mfi_empty, scores_empty = quadrant_mfi(paths[:1], categories[:1], field)
+    assert mfi_empty == 3.0 and np.isnan(scores_empty[3])
+
+
+def test_heterogeneity_index():
+    assert heterogeneity_index([3.0, 2.0, 2.5]) == pytest.approx((3 - 2) / 2.5)
+    assert np.isnan(heterogeneity_index([2.5]))
+    table = patient_heterogeneity(
+        __import__("pandas").DataFrame(
+            {"patient_id": ["a", "a", "a", "b"], "site": ["1", "1", "2", "1"],
+             "mfi": [3.0, 2.0, 2.0, 3.0]}
+        )  # fmt: skip
+    )
+    a = table.set_index("patient_id").loc["a"]
+    assert a["n_sites"] == 2 and a["hi"] == pytest.approx((2.5 - 2.0) / 2.25)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.floats(0.0, 3.0), min_size=2, max_size=6))
+def test_heterogeneity_index_is_scale_free_and_nonnegative(values):
+    hi = heterogeneity_index(values)
+    if np.mean(values) > 0:
+        assert hi >= 0
+        assert heterogeneity_index([2 * v for v in values]) == pytest.approx(hi)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(-3.0, 3.0), st.floats(1.0, 200.0))
+def test_path_length_of_a_straight_line(angle, length):
+    points = line(0, 0, length * np.sin(angle), length * np.cos(angle), 40)
+    assert path_length(points) == pytest.approx(length, rel=1e-6)
+
+
+def test_bad_quality_is_flagged():
+    vessel = Vessel(line(40, 10, 120, 150), 8, 300)
+    short = render([vessel], seconds=0.5, fps=FPS)
+    flags, messages, _ = check_quality(short, fps=FPS, um_per_px=1.0)
+    assert flags == ["too_short"] and "0.48 s" in messages[0]
+    black = np.full((30, 64, 64), 4, np.uint8)
+    analysis = analyse_video(black, fps=FPS, um_per_px=1.0)
+    assert "too_dark" in analysis.quality_flags and np.isnan(analysis.metrics["tvd_mm_per_mm2"])
+    white = np.full((30, 64, 64), 255, np.uint8)
+    assert "saturated" in check_quality(white, fps=FPS, um_per_px=1.0)[0]
+    import cv2
+
+    frames = render([vessel], seconds=1.2, fps=FPS)
+    blurred = np.stack([cv2.GaussianBlur(f, (0, 0), 12) for f in frames])
+    assert "blurred" in check_quality(blurred, fps=FPS, um_per_px=1.0)[0]
+    assert check_quality(frames, fps=FPS, um_per_px=1.0)[0] == []
