@@ -1,0 +1,420 @@
+"""Train the classifier on a frame store, choosing the model by its validation patients' AUC.
+
+Example
+-------
+>>> from sepsiscope.train import TrainSettings, train
+>>> result = train("store", "run", TrainSettings(epochs=10))   # doctest: +SKIP
+>>> result["best_val_patient_auc"]                             # doctest: +SKIP
+
+Lightning is the engine (checkpoints, resume, bf16, DDP). See docs/training.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from pydantic import Field
+from sklearn.metrics import roc_auc_score
+
+from sepsiscope._augment import augment_batch
+from sepsiscope._io import atomic_path, write_json
+from sepsiscope._train_data import StoreData
+from sepsiscope.errors import InputError, SepsiscopeError
+from sepsiscope.inference import use_bf16
+from sepsiscope.layout import RunLayout
+from sepsiscope.models.classifier import SepsisNet, load_resnet18_trunk, prepare_batch
+from sepsiscope.settings import StageSettings, provenance
+from sepsiscope.store import FrameStore
+
+log = logging.getLogger(__name__)
+MONITOR = "val_patient_auc"
+
+
+class TrainSettings(StageSettings):
+    """Settings of ``sepsiscope train`` (defaults documented in docs/training.md)."""
+
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    schedule: Literal["cosine", "plateau", "none"] = "cosine"
+    patience: int = Field(6, ge=1, description="epochs without a better val patient AUC")
+    input_mode: Literal["time", "single"] = "time"
+    augment: bool = True
+    dropout: float = Field(0.0, ge=0, lt=1)
+    init: str | None = None
+    seed: int = 0
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    num_nodes: int = Field(1, ge=1)
+    strategy: str = "auto"
+    max_frames_per_epoch: int | None = Field(None, ge=1)
+    checkpoint_every_n_steps: int = Field(50, ge=1)
+    in_memory_limit_gb: float = Field(2.0, ge=0)
+    num_workers: int | None = Field(None, ge=0)
+    deterministic: bool = False
+    split_by: Literal["patient", "frame"] = "patient"
+    fold: int | None = Field(None, ge=0)
+
+
+class NonFiniteError(SepsiscopeError):
+    """The loss or the weights became NaN or infinite."""
+
+
+class _AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file and renamed: a kill never leaves half a file."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
+
+
+class SepsisModule(L.LightningModule):
+    """SepsisNet with its loss (BCE, positive class weighted), augmentation and patient AUC."""
+
+    def __init__(self, settings: TrainSettings, pos_weight: float) -> None:
+        super().__init__()
+        self.settings = settings
+        self.model = SepsisNet(dropout=settings.dropout).to(memory_format=torch.channels_last)
+        self.register_buffer("pos_weight", torch.tensor([pos_weight]), persistent=False)
+        self._val: list[tuple[torch.Tensor, ...]] = []
+
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        return prepare_batch(x, self.settings.input_mode).contiguous(
+            memory_format=torch.channels_last
+        )
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y, _ = batch
+        if self.settings.augment:
+            g = torch.Generator(device=x.device)
+            g.manual_seed(self.settings.seed * 1_000_003 + self.global_step * 97 + self.global_rank)
+            x = augment_batch(x, g)
+        logits = self.model(self._input(x)).float()
+        loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=self.pos_weight)
+        if not torch.isfinite(loss):
+            raise NonFiniteError(
+                f"the training loss became {loss.item()} at epoch {self.current_epoch}, step "
+                f"{self.global_step}: stopped; the last good checkpoint is kept. Lower the "
+                f"learning rate (now {self.settings.lr:g}) or use --precision fp32"
+            )
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y),
+                 sync_dist=True)  # fmt: skip
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        x, y, patient = batch
+        logits = self.model(self._input(x)).float()
+        loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=self.pos_weight)
+        self.log("val_loss", loss, on_epoch=True, batch_size=len(y), sync_dist=True)
+        self._val.append((torch.sigmoid(logits).cpu(), y.cpu(), patient.cpu()))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val:
+            return
+        prob, y, patient = (torch.cat(t).double().numpy() for t in zip(*self._val, strict=True))
+        self._val.clear()
+        frame_auc = roc_auc_score(y, prob) if len(set(y)) == 2 else float("nan")
+        by_patient = pd.DataFrame({"p": patient, "prob": prob, "y": y}).groupby("p").mean()
+        auc = roc_auc_score(by_patient["y"], by_patient["prob"])
+        # every rank saw all validation frames, so the values agree; sync_dist only averages them
+        self.log(MONITOR, float(auc), prog_bar=True, sync_dist=True)
+        self.log("val_frame_auc", float(frame_auc), sync_dist=True)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        bad = [k for k, v in checkpoint["state_dict"].items()
+               if v.is_floating_point() and not torch.isfinite(v).all()]  # fmt: skip
+        if bad:
+            raise NonFiniteError(
+                f"the weights became non-finite ({bad[0]}) at step {self.global_step}: stopped "
+                "without saving them; the last good checkpoint is kept. Lower the learning rate"
+            )
+
+    def configure_optimizers(self):
+        s = self.settings
+        opt = torch.optim.Adam(self.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+        if s.schedule == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, s.epochs, eta_min=s.lr * 0.01)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        if s.schedule == "plateau":
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, "max", factor=0.5, patience=2)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": MONITOR}}
+        return opt
+
+
+def split_tables(store: FrameStore, settings: TrainSettings) -> dict[str, pd.DataFrame]:
+    """Usable frame rows of "train", "val" and "test" as this training defines them.
+
+    ``split_by="patient"``: the store's patient splits. ``fold=i``: fold i's patients are the test
+    split, fold i+1's (mod K) the validation split and the other folds train; with 2 folds a
+    stratified quarter of the other fold validates. ``split_by="frame"``: LEAKY, see
+    :func:`_frame_split`. Evaluation calls this too, so it judges the same frames.
+    """
+    frames = store.samples(None)
+    splits = store.splits
+    if not splits:
+        raise InputError(f"{store.root}: the store has no patient splits; run `sepsiscope ingest`")
+    if settings.fold is not None:
+        if settings.split_by == "frame":
+            raise InputError("fold and split_by='frame' cannot be combined")
+        folds = [[str(p) for p in f] for f in splits.get("folds") or []]
+        if settings.fold >= len(folds):
+            raise InputError(f"fold {settings.fold} does not exist: the store has {len(folds)}")
+        test = set(folds[settings.fold])
+        if len(folds) >= 3:
+            val = set(folds[(settings.fold + 1) % len(folds)])
+        else:
+            val = _stratified_quarter(frames, set(folds[1 - settings.fold]), settings.seed)
+        pid = frames["patient_id"]
+        parts = {"train": ~pid.isin(test | val), "val": pid.isin(val), "test": pid.isin(test)}
+        return {name: frames[mask].assign(split=name) for name, mask in parts.items()}
+    if settings.split_by == "frame":
+        return _frame_split(frames, settings.seed)
+    return {name: frames[frames["split"] == name] for name in ("train", "val", "test")}
+
+
+def _stratified_quarter(frames: pd.DataFrame, patients: set[str], seed: int) -> set[str]:
+    """About a quarter of ``patients`` (at least one per label), chosen by ``seed``."""
+    labels = frames.drop_duplicates("patient_id").set_index("patient_id")["y"]
+    chosen: set[str] = set()
+    for y in (0, 1):
+        group = sorted(p for p in patients if labels.get(p) == y)
+        rng = np.random.default_rng([seed, y])
+        k = max(1, round(len(group) / 4)) if len(group) > 1 else 0
+        chosen |= {group[i] for i in rng.permutation(len(group))[:k]}
+    return chosen
+
+
+def _frame_split(frames: pd.DataFrame, seed: int) -> dict[str, pd.DataFrame]:
+    """LEAKY: frames of every patient dealt to train/val/test by the store's split fractions."""
+    frames = frames[frames["split"] != "none"]
+    counts = frames["split"].value_counts()
+    fractions = np.array([counts.get(n, 0) for n in ("train", "val", "test")], float)
+    fractions /= max(fractions.sum(), 1)
+    rng = np.random.default_rng(seed)
+    assigned = pd.Series("train", index=frames.index)
+    for _, group in frames.groupby("y"):  # stratified by label
+        order = rng.permutation(group.index.to_numpy())
+        cut = np.round(np.cumsum(fractions) * len(order)).astype(int)
+        assigned[order[cut[0] : cut[1]]] = "val"
+        assigned[order[cut[1] :]] = "test"
+    return {name: frames[assigned == name].assign(split=name) for name in ("train", "val", "test")}
+
+
+def _check_tables(tables: dict[str, pd.DataFrame], store: FrameStore) -> None:
+    for name in ("train", "val"):
+        t = tables[name]
+        if t.empty:
+            raise InputError(f"{store.root}: the {name} split has no usable frames")
+        labels = set(t["y"].astype(int))
+        level = "frames" if name == "train" else "patients"
+        if len(labels) < 2:
+            only = "septic" if 1 in labels else "non-septic"
+            raise InputError(
+                f"{store.root}: the {name} split holds only {only} {level}; the classifier needs "
+                "septic and non-septic patients in both train and validation"
+            )
+
+
+def _check_resume(layout: RunLayout, settings: TrainSettings, resume: bool, overwrite: bool):
+    last = layout.checkpoints / "last.ckpt"
+    if resume:
+        if not last.exists():
+            raise InputError(f"{last}: no checkpoint to resume from; train without --resume")
+        try:
+            ckpt = torch.load(last, map_location="cpu", weights_only=False)
+            if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+                raise ValueError("no state_dict in it")
+        except Exception as exc:
+            raise InputError(
+                f"{last}: corrupted checkpoint ({exc}); delete it and resume from best.ckpt "
+                "renamed to last.ckpt, or train again with --overwrite"
+            ) from exc
+        if layout.model_settings.exists():
+            old = TrainSettings.load(layout.model_settings)
+            if old.input_mode != settings.input_mode:
+                raise InputError(
+                    f"{layout.root} was trained with input_mode={old.input_mode}; resume with it"
+                )
+        return last
+    if layout.checkpoints.exists() and any(layout.checkpoints.iterdir()):
+        if not overwrite:
+            raise InputError(
+                f"{layout.root} already holds a training run: pass --resume to continue it or "
+                "--overwrite to start again"
+            )
+        shutil.rmtree(layout.checkpoints)
+        shutil.rmtree(layout.train_logs, ignore_errors=True)
+    return None
+
+
+def _flatten_logs(log_dir: Path) -> pd.DataFrame:
+    """One row per epoch from Lightning's CSV logs (all versions, for resumed runs)."""
+    parts = [pd.read_csv(p) for p in sorted(log_dir.glob("version_*/metrics.csv"))]
+    if not parts:
+        return pd.DataFrame()
+    logs = pd.concat(parts, ignore_index=True)
+    return logs.groupby("epoch", as_index=False).last().drop(columns=["step"], errors="ignore")
+
+
+def train(
+    store_dir: str | os.PathLike,
+    run_dir: str | os.PathLike,
+    settings: TrainSettings | None = None,
+    *,
+    quiet: bool = False,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Train SepsisNet on a store's train split, selecting by the val patients' AUC.
+
+    Writes RUN/classifier/: model.safetensors (best-by-val weights), settings.json,
+    checkpoints/{last,best}.ckpt, metrics.csv (one row per epoch), train.json (this result).
+    Returns a JSON-able dict: paths, frame and patient counts, best epoch and val patient AUC.
+    """
+    settings = settings or TrainSettings()
+    store = FrameStore(store_dir)
+    layout = RunLayout(run_dir)
+    tables = split_tables(store, settings)
+    _check_tables(tables, store)
+    ckpt_path = _check_resume(layout, settings, resume, overwrite)
+    if settings.split_by == "frame":
+        log.warning(
+            "LEAKY SPLIT: split_by='frame' puts frames of the same patient in train, validation "
+            "and test. Its figures are inflated; use it only to measure that inflation."
+        )
+    train_t, val_t = tables["train"], tables["val"]
+    n_pos = int(train_t["y"].sum())
+    pos_weight = (len(train_t) - n_pos) / max(n_pos, 1)
+    L.seed_everything(settings.seed, workers=True, verbose=False)
+    module = SepsisModule(settings, pos_weight)
+    if settings.init and ckpt_path is None:
+        load_resnet18_trunk(module.model, settings.init)
+    data = StoreData(
+        store, train_t, val_t, batch_size=settings.batch_size, seed=settings.seed,
+        max_frames_per_epoch=settings.max_frames_per_epoch,
+        in_memory_limit_gb=settings.in_memory_limit_gb, num_workers=settings.num_workers,
+        quiet=quiet,
+    )  # fmt: skip
+    accelerator = settings.accelerator
+    device = "cuda" if accelerator in ("gpu", "cuda") or (
+        accelerator == "auto" and torch.cuda.is_available()) else "cpu"  # fmt: skip
+    bf16 = use_bf16(settings.precision, device)
+    ckpts = layout.checkpoints
+    callbacks = [
+        ModelCheckpoint(ckpts, "best", monitor=MONITOR, mode="max", save_top_k=1,
+                        enable_version_counter=False, auto_insert_metric_name=False),
+        ModelCheckpoint(ckpts, "last", monitor=None, save_top_k=1, every_n_epochs=1,
+                        enable_version_counter=False),
+        ModelCheckpoint(ckpts, "last", monitor=None, save_top_k=1,
+                        every_n_train_steps=settings.checkpoint_every_n_steps,
+                        enable_version_counter=False),
+        EarlyStopping(MONITOR, mode="max", patience=settings.patience),
+    ]  # fmt: skip
+    if quiet:
+        for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    trainer = L.Trainer(
+        max_epochs=settings.epochs, accelerator=accelerator, devices=settings.devices,
+        num_nodes=settings.num_nodes, strategy=settings.strategy,
+        precision="bf16-mixed" if bf16 else "32-true", callbacks=callbacks,
+        logger=CSVLogger(layout.classifier, name="logs"), default_root_dir=layout.classifier,
+        enable_progress_bar=not quiet, enable_model_summary=not quiet, num_sanity_val_steps=0,
+        use_distributed_sampler=False, deterministic=settings.deterministic,
+        log_every_n_steps=1, plugins=[_AtomicCheckpointIO()],
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        for noise in ("dataloader is not resumable", "does not have many workers",
+                      "exists and is not empty", "LeafSpec"):  # fmt: skip
+            warnings.filterwarnings("ignore", message=f".*{noise}.*")
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    if trainer.interrupted:
+        raise SepsiscopeError(
+            f"training was interrupted; continue with `sepsiscope train --resume --out {run_dir}`"
+        )
+    if not trainer.is_global_zero:
+        return {}
+    return _finish(layout, settings, store, tables, callbacks[0], trainer, bf16, pos_weight, data)
+
+
+def _finish(layout, settings, store, tables, best_cb, trainer, bf16, pos_weight, data) -> dict:
+    """Write the best weights as safetensors, the settings, the flat log and the result."""
+    from safetensors.torch import save_file
+
+    best_path = Path(best_cb.best_model_path or layout.checkpoints / "best.ckpt")
+    if not best_path.exists():
+        raise SepsiscopeError(f"training produced no best checkpoint in {layout.checkpoints}")
+    state = torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"]
+    weights = {k.removeprefix("model."): v.contiguous() for k, v in state.items()}
+    with atomic_path(layout.model) as tmp:
+        save_file(weights, str(tmp))
+    # The store is named beside the settings so evaluation finds the frames it was trained on.
+    # sampling: the store's ingest settings, so predict samples new videos the same way
+    # without the store (edit by helper F1 for predict).
+    write_json(
+        layout.model_settings,
+        {
+            "settings": settings.model_dump(mode="json"),
+            "store": str(store.root.resolve()),
+            "sampling": store.meta.get("settings", {}),
+            **provenance(),
+        },
+    )
+    logs = _flatten_logs(layout.train_logs)
+    if not logs.empty:
+        with atomic_path(layout.train_log) as tmp:
+            logs.to_csv(tmp, index=False)
+    if settings.split_by == "frame":
+        split = pd.concat(tables.values())[["video_id", "row", "patient_id", "split"]]
+        with atomic_path(layout.frame_split) as tmp:
+            split.to_csv(tmp, index=False)
+    best_auc = best_cb.best_model_score
+    last = torch.load(layout.checkpoints / "last.ckpt", map_location="cpu", weights_only=False)
+    best_epoch = None
+    if not logs.empty and MONITOR in logs:
+        best_epoch = int(logs.loc[logs[MONITOR].idxmax(), "epoch"])
+    result = {
+        "run": str(layout.root),
+        "model": str(layout.model),
+        "settings": str(layout.model_settings),
+        "checkpoints": str(layout.checkpoints),
+        "log": str(layout.train_log),
+        "input_mode": settings.input_mode,
+        "split_by": settings.split_by,
+        "fold": settings.fold,
+        "precision": "bf16" if bf16 else "fp32",
+        # from the checkpoint: a spawned DDP run leaves this process's trainer at step 0
+        "epochs_run": int(last.get("epoch", 0)) + 1,
+        "global_step": int(last.get("global_step", 0)),
+        "best_epoch": best_epoch,
+        "best_val_patient_auc": None if best_auc is None else float(best_auc),
+        "pos_weight": float(pos_weight),
+        "in_memory": bool(data.in_memory),
+        "train_frames": len(tables["train"]),
+        "val_frames": len(tables["val"]),
+        "train_patients": int(tables["train"]["patient_id"].nunique()),
+        "val_patients": int(tables["val"]["patient_id"].nunique()),
+        "stopped_early": int(last.get("epoch", 0)) + 1 < settings.epochs,
+    }
+    if settings.split_by == "frame":
+        result["frame_split"] = str(layout.frame_split)
+        result["warning"] = (
+            "LEAKY SPLIT (split_by='frame'): patients are on both sides; these figures are "
+            "inflated and must not be reported as performance"
+        )
+    write_json(layout.train_result, result)
+    return result
