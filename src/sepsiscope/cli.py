@@ -169,6 +169,77 @@ def ingest_cmd(
     )
 
 
+@app.command("train")
+def train_cmd(
+    store: Annotated[Path, typer.Option("--store", help="Frame store (sepsiscope ingest).")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder to write (RUN/classifier/).")],
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Maximum epochs [30].")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Frames per step [32].")
+    ] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Adam learning rate [1e-3].")] = None,
+    input_mode: Annotated[
+        str | None, typer.Option("--input-mode", help="time (t, t+k, t+2k) or single [time].")
+    ] = None,
+    init: Annotated[
+        Path | None, typer.Option("--init", help="ImageNet ResNet18 state dict for the trunk.")
+    ] = None,
+    no_augment: Annotated[bool, typer.Option("--no-augment", help="No augmentation.")] = False,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of everything [0].")] = None,
+    precision: Annotated[
+        str | None, typer.Option("--precision", help="auto, fp32 or bf16 [auto].")
+    ] = None,
+    accelerator: Annotated[
+        str | None, typer.Option("--accelerator", help="auto, cpu or gpu [auto].")
+    ] = None,
+    devices: Annotated[
+        str | None, typer.Option("--devices", help="Devices per node: a count or auto [auto].")
+    ] = None,
+    num_nodes: Annotated[int | None, typer.Option("--num-nodes", help="Nodes [1].")] = None,
+    strategy: Annotated[
+        str | None, typer.Option("--strategy", help="auto, ddp, ddp_spawn, ... [auto].")
+    ] = None,
+    max_frames_per_epoch: Annotated[
+        int | None, typer.Option("--max-frames-per-epoch", help="Random subset per epoch.")
+    ] = None,
+    split_by: Annotated[
+        str | None, typer.Option("--split-by", help="patient, or frame (LEAKY, for study).")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from last.ckpt.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Discard an earlier run in --out.")
+    ] = False,
+    config: ConfigOption = None,
+    quiet: QuietFlag = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train the 10-layer ResNet18-based classifier, choosing the model by the validation
+    patients' AUC (RUN/classifier/: model.safetensors, checkpoints, metrics.csv)."""
+    from sepsiscope.train import TrainSettings, train
+
+    def go() -> dict[str, Any]:
+        settings = TrainSettings.build(
+            config, epochs=epochs, batch_size=batch_size, lr=lr, input_mode=input_mode,
+            init=None if init is None else str(init), augment=False if no_augment else None,
+            seed=seed, precision=precision, accelerator=accelerator,
+            devices=None if devices is None else (int(devices) if devices.isdigit() else devices),
+            num_nodes=num_nodes, strategy=strategy, max_frames_per_epoch=max_frames_per_epoch,
+            split_by=split_by,
+        )  # fmt: skip
+        return train(store, out, settings, quiet=quiet, resume=resume, overwrite=overwrite)
+
+    def summary(r: dict[str, Any]) -> str:
+        auc = r.get("best_val_patient_auc")
+        auc_text = "undefined" if auc is None else f"{auc:.3f}"
+        return (
+            f"model {r['model']}: best validation patient AUC {auc_text} at epoch "
+            f"{r['best_epoch']} ({r['epochs_run']} epochs, {r['precision']})"
+            + (f"\nWARNING: {r['warning']}" if r.get("warning") else "")
+        )
+
+    run_stage(go, as_json=as_json, summary=summary)
+
+
 def _interval_text(entry: dict[str, Any] | None) -> str:
     if not entry or entry.get("value") is None:
         return "undefined"

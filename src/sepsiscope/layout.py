@@ -106,6 +106,9 @@ class RunLayout:
     threshold = property(lambda self: self.classifier / "threshold.json")
     train_log = property(lambda self: self.classifier / "metrics.csv")
     onnx = property(lambda self: self.classifier / "model.onnx")
+    train_result = property(lambda self: self.classifier / "train.json")
+    train_logs = property(lambda self: self.classifier / "logs")
+    frame_split = property(lambda self: self.classifier / "frame_split.csv")  # leaky split only
 
     def require_classifier(self) -> RunLayout:
         """Raise a helpful error when this run has no trained classifier."""
