@@ -1,0 +1,318 @@
+"""Inference back ends behind one interface, and the ONNX export.
+
+A back end maps store-format samples to probabilities: ``backend(samples)`` with ``samples``
+``(n, 3, S, S)`` uint8 (frames t, t+k, t+2k, as :func:`sepsiscope.frames.make_samples` makes
+them) gives ``(n,)`` float32 probabilities of the septic class. The preprocessing
+(:func:`~sepsiscope.models.classifier.prepare_batch`: input mode and per-sample standardisation) is
+part of every back end, so all of them take the same uint8 input.
+
+``fp32``
+    torch, float32 (CPU or CUDA). The reference.
+``bf16``
+    torch autocast to bfloat16 (CPU with AVX512-BF16/AMX, or CUDA), channels-last. About 3x
+    faster than fp32 on a recent CPU; probabilities differ from fp32 by up to ~1e-2 (measured in
+    ``tests/test_backends.py`` and docs/prediction.md).
+``onnx``
+    ONNX Runtime (CPU execution provider, all graph optimisations) on RUN/classifier/model.onnx,
+    which ``sepsiscope export`` writes: one self-contained file (weights inside), input
+    ``samples`` uint8 ``(n, 3, S, S)`` with a dynamic batch axis, output ``probability`` ``(n,)``
+    float32 and ``logit``. Agrees with fp32 to < 1e-4.
+``auto``
+    CUDA fp32 when a GPU is asked for; otherwise ONNX when the exported file is current,
+    else torch fp32. bf16 is never chosen silently because it can move a probability that sits
+    next to the threshold.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from sepsiscope import __version__
+from sepsiscope._io import atomic_path
+from sepsiscope.errors import InputError, SepsiscopeError
+from sepsiscope.layout import RunLayout
+from sepsiscope.models.classifier import INPUT_MODES, SepsisNet, prepare_batch
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "fp32", "torch", "bf16", "onnx")
+ONNX_OPSET = 17
+ONNX_INPUT = "samples"
+
+
+class Backend(Protocol):
+    """``backend(samples (n, 3, S, S) uint8) -> (n,) float32 probabilities``."""
+
+    name: str
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray: ...
+
+
+def _check_samples(samples: np.ndarray) -> np.ndarray:
+    if samples.ndim != 4 or samples.shape[1] != 3 or samples.dtype != np.uint8:
+        raise ValueError(f"samples must be (n, 3, S, S) uint8, got {samples.shape} {samples.dtype}")
+    return np.ascontiguousarray(samples)
+
+
+def bf16_supported(device: str = "cpu") -> bool:
+    """True when bfloat16 matrix products run natively (CPU AVX512-BF16/AMX, or CUDA)."""
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+class TorchBackend:
+    """torch inference in float32 or bfloat16 autocast, channels-last.
+
+    The model is copied, so the caller's model keeps its memory format and device.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        input_mode: str,
+        precision: str = "fp32",
+        device: str = "cpu",
+        batch_size: int = 64,
+    ) -> None:
+        if input_mode not in INPUT_MODES:
+            raise InputError(f"unknown input mode {input_mode!r}: use one of {INPUT_MODES}")
+        if precision not in ("fp32", "bf16"):
+            raise InputError(f"unknown precision {precision!r}: use fp32 or bf16")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise InputError("--device cuda was asked for, but torch sees no CUDA GPU")
+        if precision == "bf16" and not bf16_supported(device):
+            log.warning("bf16 is not native on this %s; it will run, but slowly", device)
+        self.name = "bf16" if precision == "bf16" else "fp32"
+        self.input_mode = input_mode
+        self.precision = precision
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.model = copy.deepcopy(model).eval().to(self.device)
+        self.model = self.model.to(memory_format=torch.channels_last)
+
+    def logits(self, samples: np.ndarray) -> np.ndarray:
+        """``(n,)`` float32 logits."""
+        samples = _check_samples(samples)
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(samples), self.batch_size):
+                x = torch.from_numpy(samples[start : start + self.batch_size]).to(self.device)
+                x = prepare_batch(x, self.input_mode).contiguous(memory_format=torch.channels_last)
+                with torch.autocast(
+                    self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
+                ):
+                    out.append(self.model(x).float().cpu())
+        return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        return (1.0 / (1.0 + np.exp(-self.logits(samples).astype(np.float64)))).astype(np.float32)
+
+
+class OnnxBackend:
+    """ONNX Runtime on an exported model (CPU execution provider, all graph optimisations)."""
+
+    name = "onnx"
+
+    def __init__(self, path: str | os.PathLike, *, threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise InputError(
+                "the onnx back end needs onnxruntime: pip install 'sepsiscope[onnx]'"
+            ) from exc
+        self.path = Path(path)
+        if not self.path.exists():
+            raise InputError(f"no ONNX model at {self.path}: run `sepsiscope export RUN` first")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
+            raise InputError(
+                f"{self.path}: not a valid ONNX model ({str(exc).splitlines()[0][:200]}); "
+                "run `sepsiscope export RUN` again"
+            ) from exc
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or inputs[0].name != ONNX_INPUT or inputs[0].type != "tensor(uint8)":
+            raise InputError(
+                f"{self.path}: not a sepsiscope export (expects one uint8 input named "
+                f"{ONNX_INPUT!r}); run `sepsiscope export RUN`"
+            )
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        samples = _check_samples(samples)
+        if len(samples) == 0:
+            return np.zeros(0, np.float32)
+        (prob,) = self.session.run(["probability"], {ONNX_INPUT: samples})
+        return prob.astype(np.float32)
+
+
+class _Exported(nn.Module):
+    """uint8 samples in, (probability, logit) out: the preprocessing travels in the graph."""
+
+    def __init__(self, model: nn.Module, input_mode: str) -> None:
+        super().__init__()
+        self.model = model
+        self.input_mode = input_mode
+
+    def forward(self, samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logit = self.model(prepare_batch(samples, self.input_mode))
+        return torch.sigmoid(logit), logit
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file (ties an export to the weights it came from)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_model_onnx(
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    input_mode: str,
+    size: int,
+    opset: int = ONNX_OPSET,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Write ``model`` with its preprocessing as one self-contained .onnx, checked by onnx.checker.
+
+    The graph takes ``samples`` ``(n, 3, size, size)`` uint8 (n dynamic) and returns
+    ``probability`` and ``logit``, both ``(n,)`` float32.
+    """
+    import warnings
+
+    import onnx
+
+    wrapper = _Exported(copy.deepcopy(model).float().cpu(), input_mode).eval()
+    example = torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8)
+    path = Path(path)
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        # dynamo=False: the TorchScript exporter needs no onnxscript, and the graph is static.
+        torch.onnx.export(
+            wrapper,
+            (example,),
+            str(tmp),
+            input_names=[ONNX_INPUT],
+            output_names=["probability", "logit"],
+            dynamic_axes={ONNX_INPUT: {0: "n"}, "probability": {0: "n"}, "logit": {0: "n"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+        proto = onnx.load(str(tmp))
+        meta = {"input_mode": input_mode, "size": str(size), "sepsiscope": __version__}
+        meta.update(metadata or {})
+        for key, value in meta.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, str(value)
+        proto.doc_string = (
+            "sepsiscope SepsisNet: uint8 samples (n, 3, S, S) of grey frames t, t+k, t+2k -> "
+            "probability of the septic class. Research use only, not for diagnosis."
+        )
+        onnx.checker.check_model(proto, full_check=True)
+        onnx.save(proto, str(tmp))
+    return path
+
+
+def _run_model(run_dir: str | os.PathLike) -> tuple[SepsisNet, str, int]:
+    """The trained model of a run, its input mode and sample size."""
+    from sepsiscope._runinfo import load_run
+
+    model, info = load_run(run_dir)
+    return model, info.input_mode, info.size
+
+
+def export(
+    run_dir: str | os.PathLike, *, out: str | os.PathLike | None = None, opset: int = ONNX_OPSET
+) -> dict[str, Any]:
+    """``sepsiscope export``: write RUN/classifier/model.onnx and check it against torch.
+
+    Returns ``{"onnx", "opset", "input", "outputs", "max_abs_diff", "n_check", "bytes"}``;
+    ``max_abs_diff`` is the largest probability difference to torch fp32 on 16 random samples.
+    """
+    layout = RunLayout(run_dir)
+    model, input_mode, size = _run_model(run_dir)
+    path = Path(out) if out else layout.onnx
+    export_model_onnx(
+        model,
+        path,
+        input_mode=input_mode,
+        size=size,
+        opset=opset,
+        metadata={"weights_sha256": file_sha256(layout.model)},
+    )
+    check = np.random.default_rng(0).integers(0, 256, (16, 3, size, size), dtype=np.uint8)
+    reference = TorchBackend(model, input_mode=input_mode)(check)
+    diff = float(np.abs(OnnxBackend(path)(check) - reference).max())
+    if diff > 1e-3:
+        raise SepsiscopeError(f"{path}: ONNX and torch disagree by {diff:.2g}; export is unusable")
+    return {
+        "onnx": str(path),
+        "opset": opset,
+        "input": {"name": ONNX_INPUT, "dtype": "uint8", "shape": ["n", 3, size, size]},
+        "input_mode": input_mode,
+        "outputs": ["probability", "logit"],
+        "max_abs_diff": diff,
+        "n_check": len(check),
+        "bytes": path.stat().st_size,
+    }
+
+
+def load_backend(
+    run_dir: str | os.PathLike, name: str = "auto", *, device: str = "cpu", batch_size: int = 64
+) -> Backend:
+    """The back end ``name`` (see module notes) for the run's trained classifier."""
+    if name not in BACKENDS:
+        raise InputError(f"unknown back end {name!r}: use one of {', '.join(BACKENDS)}")
+    layout = RunLayout(run_dir).require_classifier()
+    if name == "onnx" and device.startswith("cuda"):
+        raise InputError("the onnx back end runs on the CPU; use --backend fp32 or bf16 on CUDA")
+    if name == "auto" and not device.startswith("cuda") and _onnx_current(layout):
+        name = "onnx"
+    if name == "onnx":
+        backend = OnnxBackend(layout.onnx)
+        sha = backend.metadata.get("weights_sha256")
+        if sha and sha != file_sha256(layout.model):
+            raise InputError(
+                f"{layout.onnx} was exported from other weights than {layout.model}; "
+                "run `sepsiscope export RUN` again"
+            )
+        return backend
+    model, input_mode, _ = _run_model(run_dir)
+    precision = "bf16" if name == "bf16" else "fp32"
+    return TorchBackend(
+        model, input_mode=input_mode, precision=precision, device=device, batch_size=batch_size
+    )
+
+
+def _onnx_current(layout: RunLayout) -> bool:
+    if not layout.onnx.exists():
+        return False
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return layout.onnx.stat().st_mtime >= layout.model.stat().st_mtime

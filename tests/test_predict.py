@@ -1,0 +1,185 @@
+"""Prediction on a file, a folder, a manifest and a simulated live camera: one streaming path."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+from _predict_fixtures import FPS, SAMPLING, make_run, write_test_video
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from sepsiscope._streaming import RollingProbability
+from sepsiscope.cli import app
+from sepsiscope.errors import InputError, PartialFailure
+from sepsiscope.predict import PredictSettings, predict
+from sepsiscope.sources import LiveSource
+from sepsiscope.video import probe_video
+
+# 50 frames at 25 fps, 5 samples/s, k = 2 frames: anchors 0, 5, ..., 45 (t + 2k must exist)
+N_SAMPLED = 10
+BLACK, BLURRED = 20, 30
+FAST = {"backend": "fp32", "block_s": 0.5}
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    root = tmp_path_factory.mktemp("predict")
+    video = write_test_video(root / "videos" / "a.avi", black=(BLACK,), blurred=(BLURRED,))
+    write_test_video(root / "videos" / "b.avi", seed=1)
+    return {"root": root, "run": make_run(root / "run"), "video": video}
+
+
+def test_file_prediction_counts_gate_and_rolling_mean(media):
+    result = predict(media["run"], media["video"], PredictSettings(**FAST), quiet=True)
+    table = pd.read_parquet(result["table"])
+    assert result["frames_sampled"] == N_SAMPLED == len(table)
+    assert result["frames_used"] + result["frames_skipped"] == N_SAMPLED
+    skipped = table.loc[~table["usable"], "frame_index"].tolist()
+    assert skipped == [BLACK, BLURRED]
+    assert "illumination" in table.set_index("frame_index").loc[BLACK, "skip_reason"]
+    assert "focus" in table.set_index("frame_index").loc[BLURRED, "skip_reason"]
+    assert table.loc[~table["usable"], "probability"].isna().all()
+    probs = table["probability"].dropna()
+    assert ((probs >= 0) & (probs <= 1)).all() and len(probs) == result["frames_used"]
+    assert result["probability"] == pytest.approx(probs.mean())
+    assert table["rolling_probability"].iloc[-1] == pytest.approx(probs.mean())
+    low, high = result["interval"]
+    assert 0 <= low <= result["probability"] <= high <= 1
+    expected = "septic" if result["probability"] >= result["threshold"] else "non-septic"
+    assert result["verdict"] == expected and result["threshold"] == 0.5
+    assert (media["run"] / "predictions" / "a" / "frames.csv").exists()
+    # a stricter threshold flips the verdict, consistently
+    strict = predict(media["run"], media["video"],
+                     PredictSettings(**FAST, threshold=min(1.0, result["probability"] + 1e-3)),
+                     quiet=True)  # fmt: skip
+    assert strict["verdict"] == "non-septic"
+
+
+def test_samples_match_ingest(media, tmp_path):
+    """The samples predict makes are the ones ingest stores for the same video."""
+    from sepsiscope._sampling import SamplingPlan, ingest_video
+    from sepsiscope.layout import StoreLayout
+
+    plan = SamplingPlan(every=None, rate_hz=SAMPLING["rate_hz"], size=SAMPLING["size"],
+                        crop="center", channel_offset_s=SAMPLING["channel_offset_s"],
+                        optimal_duration_s=5.0, min_duration_s=3.0)  # fmt: skip
+    job = {"root": str(tmp_path), "video_id": "a", "video": str(media["video"]),
+           "patient_id": "p", "label": "septic", "y": 1, "site": "", "camera": "",
+           "um_per_px": 1.0, "fps": FPS, "plan": plan, "source_key": "k"}  # fmt: skip
+    ingested = ingest_video(job)
+    stored = zarr.open_array(str(StoreLayout(tmp_path).array("a")), mode="r")[:]
+    seen = []
+
+    def record(samples):
+        seen.append(samples)
+        return np.full(len(samples), 0.5, np.float32)
+
+    from sepsiscope._runinfo import load_run
+    from sepsiscope.predict import predict_stream
+    from sepsiscope.sources import file_frames
+
+    _, info = load_run(media["run"])
+    settings = PredictSettings(quality_gate=False)
+    for _ in predict_stream(file_frames(media["video"], FPS), record, info, fps=FPS,
+                            settings=settings, live=False):  # fmt: skip
+        pass
+    np.testing.assert_array_equal(np.concatenate(seen), stored)
+    frames = ingested["frames"]
+    assert frames.loc[frames["frame_index"] == BLACK, "illumination_score"].item() == 10
+
+
+def test_live_source_uses_the_same_path(media, caplog):
+    fileresult = predict(media["run"], media["video"], PredictSettings(**FAST), quiet=True)
+    live = predict(media["run"], media["video"],
+                   PredictSettings(**FAST, realtime=True, out=media["root"] / "live"),
+                   quiet=True)  # fmt: skip
+    assert live["mode"] == "live" and fileresult["mode"] == "file"
+    assert live["elapsed_s"] >= 0.9 * (50 - 1) / FPS  # paced like a camera
+    lat = live["latency"]
+    assert lat["n"] == live["frames_used"] and 0 < lat["median_ms"] <= lat["p95_ms"]
+    assert {"median_ms", "p95_ms", "max_ms", "goal_ms", "goal_met"} <= lat.keys()
+    a = pd.read_parquet(fileresult["table"])["probability"].to_numpy()
+    b = pd.read_parquet(live["table"])["probability"].to_numpy()
+    np.testing.assert_allclose(a, b, atol=1e-6)  # batch size 1 vs 32: same numbers
+    assert live["probability"] == pytest.approx(fileresult["probability"], abs=1e-6)
+
+
+def test_live_source_stops_after_max_seconds(media):
+    events = list(LiveSource(media["video"], 100.0, max_seconds=0.1))
+    assert [e.index for e in events] == list(range(10))
+    assert np.diff([e.arrival for e in events]) == pytest.approx(np.full(9, 0.01))
+
+
+def test_folder_and_manifest_with_a_bad_video(media, tmp_path):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for name in ("a.avi", "b.avi"):
+        (folder / name).write_bytes((media["root"] / "videos" / name).read_bytes())
+    (folder / "broken.avi").write_bytes(b"not a video at all")
+    with pytest.raises(PartialFailure) as info:
+        predict(media["run"], folder, PredictSettings(**FAST, out=tmp_path / "out"), quiet=True)
+    result = info.value.result
+    assert result["summary"]["n_predicted"] == 2 and result["summary"]["n_failed"] == 1
+    assert "broken.avi" in result["failures"][0]["video"]
+    assert pd.read_csv(result["table"])["name"].tolist() == ["a", "b"]
+    manifest = tmp_path / "manifest.csv"
+    pd.DataFrame({"patient_id": ["p1", "p2"], "video": ["videos/a.avi", "videos/b.avi"],
+                  "label": ["septic", "non-septic"], "um_per_px": [1.0, 1.0]}).to_csv(
+        manifest, index=False)  # fmt: skip
+    result = predict(media["run"], manifest, PredictSettings(**FAST, out=tmp_path / "m"),
+                     quiet=True)  # fmt: skip
+    assert [v["patient_id"] for v in result["videos"]] == ["p1", "p2"]
+    assert [v["label"] for v in result["videos"]] == ["septic", "non-septic"]
+
+
+def test_annotated_video_and_missing_threshold(media, tmp_path, caplog):
+    run = make_run(tmp_path / "run", threshold=None)
+    out = tmp_path / "annotated.mp4"
+    with caplog.at_level(logging.WARNING):
+        result = predict(run, media["video"], PredictSettings(**FAST, annotate=out), quiet=True)
+    assert "threshold.json not found" in caplog.text and result["threshold"] == 0.5
+    info = probe_video(out)
+    assert info.n_frames == result["frames_sampled"] and info.width > info.height
+
+
+def test_cli_predict_json_keys_and_bad_input(media, tmp_path):
+    runner = CliRunner()
+    args = ["predict", str(media["run"]), str(media["video"]), "--backend", "fp32",
+            "--out", str(tmp_path), "--json"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert {"probability", "verdict", "frames_used", "frames_skipped", "table"} <= payload.keys()
+    assert payload["table"].startswith(str(tmp_path))
+    missing = runner.invoke(app, ["predict", str(media["run"]), str(tmp_path / "nope.avi")])
+    assert missing.exit_code == 2 and "no such file" in missing.output
+    with pytest.raises(InputError, match="unknown back end|backend"):
+        PredictSettings.build(None, backend="tpu")
+
+
+def test_rolling_interval_needs_two_blocks():
+    rolling = RollingProbability(block_s=1.0)
+    assert np.isnan(rolling.probability)
+    rolling.add(0.1, 0.8)
+    rolling.add(0.5, 0.6)
+    assert rolling.interval == (0.0, 1.0)  # one block: not estimable, say so
+    rolling.add(1.2, 0.7)
+    assert rolling.probability == pytest.approx(0.7)
+    assert rolling.interval == pytest.approx((0.7, 0.7))  # equal block means: no spread
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=60), st.floats(0.2, 3.0))
+def test_rolling_interval_contains_mean_within_unit_range(probs, block_s):
+    rolling = RollingProbability(block_s=block_s)
+    for i, p in enumerate(probs):
+        rolling.add(i * 0.25, p)
+    low, high = rolling.interval
+    assert 0 <= low <= rolling.probability + 1e-12 and rolling.probability - 1e-12 <= high <= 1
+    assert rolling.probability == pytest.approx(np.mean(probs))
