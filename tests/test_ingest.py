@@ -254,3 +254,14 @@ def test_cli_ingest_and_store_info(clean, tmp_path):
     assert out.exit_code == 2 and "not both" in out.stderr
     out = runner.invoke(app, ["store", "info", str(tmp_path / "nowhere")])
     assert out.exit_code == 2 and "sepsiscope ingest" in out.stderr
+
+
+def test_store_stays_readable_when_every_video_fails(tmp_path):
+    rows = [{"patient_id": p, "video": f"{p}.avi", "label": lab, "um_per_px": 1}
+            for p, lab in (("a", "septic"), ("b", "control"))]  # fmt: skip
+    settings = IngestSettings(val=0, test=0, folds=0)
+    with pytest.raises(PartialFailure, match="2 of 2 video"):
+        ingest(write_manifest(tmp_path / "m.csv", rows), tmp_path / "s", settings, quiet=True)
+    info = store_info(tmp_path / "s")
+    assert info["videos"]["total"] == 0 and len(info["failures"]) == 2
+    assert FrameStore(tmp_path / "s").samples("train").empty

@@ -278,11 +278,11 @@ class _State:
 
     def _videos_table(self) -> pd.DataFrame:
         rows = sorted(self.videos.values(), key=lambda r: self.order.get(r["path"], math.inf))
-        table = pd.DataFrame(rows)
-        if len(table):
-            table["patient_id"] = table["patient_id"].astype(str)
-            table["split"] = table["patient_id"].map(self.split).fillna("none")
-            table["fold"] = table["patient_id"].map(self.fold).fillna(-1).astype(int)
+        columns = ["video_id", "patient_id", "label", "y", "path", "n_samples", "usable"]
+        table = pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)
+        table["patient_id"] = table["patient_id"].astype(str)
+        table["split"] = table["patient_id"].map(self.split).fillna("none")
+        table["fold"] = table["patient_id"].map(self.fold).fillna(-1).astype(int)
         return table
 
     def write(self) -> None:
