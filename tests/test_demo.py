@@ -15,7 +15,7 @@ from sepsiscope.errors import InputError
 from sepsiscope.layout import DemoLayout
 
 PIPELINE = ("simulate", "ingest", "train", "evaluate", "embed", "autoencode", "cluster",
-            "measure", "report")  # fmt: skip
+            "measure", "interpret", "report")  # fmt: skip
 
 pytestmark = pytest.mark.slow
 

@@ -38,6 +38,8 @@ def fmt(value: Any, digits: int = 3) -> str:
     if isinstance(value, float | np.floating):
         if not math.isfinite(float(value)):
             return "&ndash;"
+        if float(value).is_integer() and abs(float(value)) < 1e9:
+            return f"{int(value):,}"
         return f"{float(value):.{digits}g}" if abs(float(value)) >= 1e4 else f"{value:.{digits}f}"
     return esc(value)
 
@@ -122,13 +124,20 @@ class Raw:
         return self.html
 
 
-def key_values(items: Mapping[str, Any], *, digits: int = 3) -> str:
-    """A two-column table of names and values (nested mappings flattened with dots)."""
+def key_values(items: Mapping[str, Any], *, digits: int = 3, rows_per_column: int = 10) -> str:
+    """Name/value tables (nested mappings flattened with dots), side by side when long."""
     flat = dict(_flatten(items))
     if not flat:
         return ""
-    frame = pd.DataFrame({"name": list(flat), "value": [_short(v) for v in flat.values()]})
-    return table(frame, digits=digits, cls="kv")
+    names = list(flat)
+    n_columns = max(1, -(-len(names) // rows_per_column))
+    per_column = -(-len(names) // n_columns)
+    tables = []
+    for start in range(0, len(names), per_column):
+        chunk = names[start : start + per_column]
+        frame = pd.DataFrame({"name": chunk, "value": [_short(flat[k]) for k in chunk]})
+        tables.append(table(frame, digits=digits, cls="kv"))
+    return f'<div class="kvs">{"".join(tables)}</div>'
 
 
 def _flatten(items: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
@@ -187,12 +196,16 @@ h2{border-bottom:1px solid #dde3ea;padding-bottom:6px;color:#1f3a5f}
 h3{margin-bottom:6px;color:#2d4a70}
 table{border-collapse:collapse;font-size:.86em;margin:8px 0}
 th,td{border:1px solid #d5dbe3;padding:4px 8px;text-align:left;vertical-align:top}
+td small{color:#6b7685;white-space:nowrap}
 th{background:#eef2f6}
 tbody tr:nth-child(even){background:#fafbfc}
 .kv td:first-child{font-family:ui-monospace,monospace;color:#44546a}
 .scroll{overflow-x:auto;max-height:620px;overflow-y:auto}
 .gallery{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}
+.kvs{display:flex;flex-wrap:wrap;gap:0 18px;align-items:flex-start}
+.kvs .scroll{max-height:none}
 figure{margin:8px 0;max-width:560px}
+.gallery img{max-height:440px;width:auto}
 figure.wide{max-width:100%}
 figure img{max-width:100%;border:1px solid #e1e5ea;border-radius:4px;background:#fff}
 figcaption{font-size:.82em;color:#55606e;word-break:break-all}

@@ -6,8 +6,6 @@ figure itself only from a stage's table (training curves, metric box plots, samp
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -21,14 +19,8 @@ from sepsiscope._io import read_json, read_table
 from sepsiscope.layout import RunLayout
 from sepsiscope.metrics import LEVELS, METRICS
 
-# consensus metrics shown by class, in this order, when the measurement table has them
-MICRO_METRICS = (
-    "tvd_mm_per_mm2", "tvd_small_mm_per_mm2", "pvd_mm_per_mm2", "ppv_percent", "mfi",
-    "de_backer_per_mm", "n_segments", "total_length_mm", "mean_velocity_um_per_s",
-)  # fmt: skip
-PATIENT_METRICS = ("tvd_mm_per_mm2", "ppv_percent", "pvd_mm_per_mm2", "mfi")
 _NOT_SHOWN = ("files", "versions", "python", "platform", "created_utc", "settings", "run_dir")
-_CLASS_COLOURS = {"non-septic": "#4c72b0", "septic": "#c44e52"}
+CLASS_COLOURS = {"non-septic": "#4c72b0", "septic": "#c44e52"}
 
 
 @dataclass
@@ -84,7 +76,7 @@ def _png_gallery(folder: Path, files: list[Path], *, wide: bool = False) -> str:
     )
 
 
-def _summaries(folder: Path, skip: tuple[str, ...] = ("settings.json",)) -> str:
+def _summaries(folder: Path, skip: tuple[str, ...] = ("settings.json", "features.json")) -> str:
     """Every JSON summary a stage wrote (other than its settings), as name/value tables."""
     parts = []
     for path in sorted(folder.glob("*.json")):
@@ -142,7 +134,7 @@ def _with_labels(table: pd.DataFrame, store: Any) -> pd.DataFrame:
     return table
 
 
-def _mpl():
+def mpl():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -202,10 +194,18 @@ def _quality(ctx: Context) -> str:
     except ImportError:
         return ""
     quality = store_info(ctx.store_dir).get("quality", {})
-    rejected = {k: v for k, v in quality.items() if "rejected" in k}
-    if not rejected:
+    rows = []
+    for what in ("frames", "videos"):
+        parts = {
+            k.removeprefix(f"{what}_rejected_"): v
+            for k, v in quality.items()
+            if k.startswith(f"{what}_rejected_")
+        }
+        if parts:
+            rows.append({"rejected by": what, **parts})
+    if not rows:
         return ""
-    return "<h3>Quality exclusions by Massey score part</h3>" + H.key_values(rejected)
+    return "<h3>Quality exclusions by Massey score part</h3>" + H.table(pd.DataFrame(rows))
 
 
 def _sample_frames(store: Any, per_class: int = 3) -> str:
@@ -218,14 +218,14 @@ def _sample_frames(store: Any, per_class: int = 3) -> str:
         picks.append(first)
     picks = pd.concat(picks)
     samples = store.read_table(picks)
-    plt = _mpl()
+    plt = mpl()
     fig, axes = plt.subplots(1, len(picks), figsize=(2.2 * len(picks), 2.5), squeeze=False)
     for ax, sample, (_, row) in zip(axes[0], samples, picks.iterrows(), strict=True):
         ax.imshow(sample[0], cmap="gray", vmin=0, vmax=255)
         ax.set_title(
             f"{row['label']}\n{str(row['patient_id'])[:18]}",
             fontsize=8,
-            color=_CLASS_COLOURS.get(row["label"], "k"),
+            color=CLASS_COLOURS.get(row["label"], "k"),
         )
         ax.axis("off")
     return "<h3>Stored samples</h3>" + H.image(
@@ -260,7 +260,7 @@ def _training_curves(log: pd.DataFrame) -> str:
     panels = [(cols, name) for cols, name in ((losses, "loss"), (others, "metric")) if cols]
     if not panels:
         return H.note("metrics.csv holds no numeric columns to draw.")
-    plt = _mpl()
+    plt = mpl()
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.4), squeeze=False)
     for ax, (cols, name) in zip(axes[0], panels, strict=True):
         for c in cols:
@@ -281,7 +281,7 @@ def _interval(entry: Any) -> str:
     text = f"{entry['value']:.3f}"
     low, high = (entry.get("interval") or [None, None])[:2]
     if low is not None and high is not None:
-        text += f" <span class='note'>[{low:.3f}, {high:.3f}]</span>"
+        text += f"<br><small>[{low:.3f}, {high:.3f}]</small>"
     return text
 
 
@@ -334,7 +334,9 @@ def evaluation(ctx: Context) -> tuple[str, bool]:
     details = {k: metrics[k] for k in ("split", "split_by", "threshold", "n") if k in metrics}
     if details:
         parts.append("<h3>Details</h3>" + H.key_values(details))
-    parts.append(_png_gallery(folder, _pngs(folder, ctx.max_images)))
+    order = {"roc.png": 0, "reliability.png": 1, "confusion.png": 2}
+    files = sorted(_pngs(folder, ctx.max_images), key=lambda p: (order.get(p.name, 9), p.name))
+    parts.append(_png_gallery(folder, files))
     return "".join(parts), True
 
 
@@ -377,7 +379,7 @@ def _history_figure(history: pd.DataFrame, name: str) -> str:
     numeric = history.set_index("epoch").select_dtypes("number").dropna(axis=1, how="all")
     if numeric.empty:
         return ""
-    plt = _mpl()
+    plt = mpl()
     cols = list(numeric.columns)[:4]
     fig, axes = plt.subplots(1, len(cols), figsize=(3.3 * len(cols), 2.8), squeeze=False)
     for ax, c in zip(axes[0], cols, strict=True):
@@ -401,138 +403,3 @@ def autoencoder(ctx: Context) -> tuple[str, bool]:
 
 def clusters(ctx: Context) -> tuple[str, bool]:
     return _figures_and_numbers(ctx.run.clusters, "cluster analysis", "sepsiscope cluster RUN", ctx)
-
-
-def microcirculation(ctx: Context) -> tuple[str, bool]:
-    table = ctx.measurements
-    if table is None:
-        command = "sepsiscope measure MANIFEST --out RUN/measurements"
-        return H.not_run("microcirculation measurements", command), False
-    present = [m for m in MICRO_METRICS if m in table.columns]
-    parts = []
-    if "label" in table.columns and present:
-        summary = table.groupby("label")[present].agg(["median", "count"])
-        rows = [
-            {
-                "metric": m,
-                **{lab: f"{summary.loc[lab, (m, 'median')]:.3g}" for lab in summary.index},
-            }
-            for m in present
-        ]
-        parts.append(H.note("Median of the per-video values by class."))
-        parts.append(H.table(pd.DataFrame(rows)))
-        parts.append(_metric_boxplots(table, present))
-    else:
-        parts.append(H.note("The measurement table has no labels; shown without classes."))
-    parts.append("<h3>Per video</h3>" + H.table(table))
-    return "".join(parts), True
-
-
-def _metric_boxplots(table: pd.DataFrame, metrics: list[str]) -> str:
-    plt = _mpl()
-    labels = sorted(table["label"].dropna().unique())
-    ncols = min(4, len(metrics))
-    nrows = math.ceil(len(metrics) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 3.0 * nrows), squeeze=False)
-    for ax, m in zip(axes.ravel(), metrics, strict=False):
-        data = [table.loc[table["label"] == lab, m].dropna().to_numpy() for lab in labels]
-        box = ax.boxplot(data, patch_artist=True, widths=0.6)
-        ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=8)
-        for patch, lab in zip(box["boxes"], labels, strict=True):
-            patch.set_facecolor(_CLASS_COLOURS.get(lab, "0.7"))
-            patch.set_alpha(0.55)
-        for i, values in enumerate(data, start=1):
-            jitter = np.random.default_rng(i).uniform(-0.12, 0.12, len(values))
-            ax.plot(i + jitter, values, "k.", markersize=3, alpha=0.6)
-        ax.set_title(m, fontsize=9)
-        ax.grid(alpha=0.3, axis="y")
-    for ax in axes.ravel()[len(metrics) :]:
-        ax.axis("off")
-    fig.tight_layout()
-    return H.image(H.figure_png(fig), "Consensus metrics per video, by class", wide=True)
-
-
-def patients(ctx: Context) -> tuple[str, bool]:
-    table = _patient_table(ctx)
-    if table is None:
-        return H.not_run("patients", "sepsiscope ingest MANIFEST --store STORE"), False
-    return H.table(table), True
-
-
-def _patient_table(ctx: Context) -> pd.DataFrame | None:
-    parts: list[pd.DataFrame] = []
-    if ctx.store is not None:
-        videos, frames = ctx.store.videos, ctx.store.frames
-        base = videos.groupby("patient_id").agg(
-            label=("label", "first"), split=("split", "first"), videos=("video_id", "size")
-        )
-        base["frames used"] = frames[frames["usable"]].groupby("patient_id").size()
-        base["frames used"] = base["frames used"].fillna(0).astype(int)
-        parts.append(base)
-    scored = ctx.run.evaluation / "patients.parquet"
-    if scored.exists():
-        probs = pd.read_parquet(scored)
-        probs["patient_id"] = probs["patient_id"].astype(str)
-        probs = probs.set_index("patient_id")
-        keep = probs[["probability"]].copy()
-        if not parts:
-            keep = probs[[c for c in ("label", "split", "probability") if c in probs]].copy()
-        if ctx.threshold is not None:
-            verdict = np.where(keep["probability"] >= ctx.threshold, "septic", "non-septic")
-            keep["verdict"] = verdict
-        parts.append(keep)
-    measured = ctx.measurements
-    if measured is not None and "patient_id" in measured.columns:
-        present = [m for m in PATIENT_METRICS if m in measured.columns]
-        if present:
-            parts.append(measured.groupby("patient_id")[present].mean())
-    if not parts:
-        return None
-    table = pd.concat(parts, axis=1, join="outer").reset_index(names="patient_id")
-    if "verdict" in table and "label" in table:
-        table["verdict"] = [
-            H.Raw(f"<span class='{H.esc(v)}'>{H.esc(v)}</span>" + (" ✓" if v == lab else " ✗"))
-            if isinstance(v, str)
-            else None
-            for v, lab in zip(table["verdict"], table["label"], strict=True)
-        ]
-    return table.sort_values([c for c in ("split", "patient_id") if c in table.columns])
-
-
-def provenance(ctx: Context) -> tuple[str, bool]:
-    folders = [
-        ("store", ctx.store_dir / "store.json" if ctx.store_dir else None),
-        *[
-            (name, getattr(ctx.run, name) / "settings.json")
-            for name in ("classifier", "evaluation", "embedding", "autoencoder", "clusters")
-        ],
-        ("measurements", ctx.measurements_dir / "settings.json" if ctx.measurements_dir else None),
-    ]
-    parts = []
-    versions: dict[str, Any] = {}
-    for name, path in folders:
-        if path is None or not path.exists():
-            continue
-        saved = read_json(path)
-        versions = saved.get("versions", versions)
-        when = saved.get("created_utc", "")
-        parts.append(f"<h3>{H.esc(name)} <span class='note'>{H.esc(when)}</span></h3>")
-        parts.append(H.key_values(saved.get("settings", {})))
-    if not parts:
-        return H.note("No stage saved its settings in this run."), False
-    head = f"<h3>Package versions</h3>{H.key_values(versions)}" if versions else ""
-    return head + "".join(parts), True
-
-
-Section = Callable[[Context], tuple[str, bool]]
-SECTIONS: tuple[tuple[str, str, Section], ...] = (
-    ("cohort", "Cohort", cohort),
-    ("training", "Training", training),
-    ("evaluation", "Evaluation", evaluation),
-    ("embedding", "t-SNE of the network's features", embedding),
-    ("autoencoder", "Autoencoder reconstructions", autoencoder),
-    ("clusters", "Clusters", clusters),
-    ("microcirculation", "Microcirculation metrics by class", microcirculation),
-    ("patients", "Patients", patients),
-    ("provenance", "Provenance", provenance),
-)

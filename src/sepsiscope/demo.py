@@ -65,8 +65,9 @@ class DemoSettings(StageSettings):
     bottleneck: int = 1152
     k: int = Field(2, ge=2)
     k_max: int = Field(6, ge=2, description="largest k of the cluster sweep")
-    # measure
+    # measure and the interpretable classifier
     workers: int = Field(2, ge=1, description="videos measured in parallel")
+    combine: bool = Field(True, description="add the network's patient probability (>= 4 test)")
 
     @classmethod
     def tiny(cls, **overrides: Any) -> DemoSettings:
@@ -74,7 +75,7 @@ class DemoSettings(StageSettings):
         values: dict[str, Any] = dict(
             patients=6, videos_per_patient=1, seconds=1.5, camera="microscan", width=96,
             height=96, rate_hz=10.0, size=48, min_duration_s=0.5, folds=0, epochs=1, n_bootstrap=20,
-            tsne_iterations=100, autoencoder_epochs=1, k_max=3, workers=1,
+            tsne_iterations=100, autoencoder_epochs=1, k_max=3, workers=1, combine=False,
         )  # fmt: skip
         return cls(**{**values, **overrides})
 
@@ -168,6 +169,13 @@ def _measure(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
     return {k: v for k, v in result.items() if k != "videos"}  # the table holds them
 
 
+def _interpret(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
+    from sepsiscope.metrics_model import InterpretSettings, interpret
+
+    run_dir = d.run.root if s.combine else None
+    return interpret(d.run.measurements, InterpretSettings(seed=s.seed), run_dir=run_dir)
+
+
 def _report(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
     from sepsiscope.report import ReportSettings, report
 
@@ -175,6 +183,10 @@ def _report(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
         store=str(d.store.root), synthetic=True, title="sepsiscope demo (synthetic cohort)"
     )
     return report(d.run.root, settings, quiet=quiet)
+
+
+def _measured(d: DemoLayout) -> MeasurementLayout:
+    return MeasurementLayout(d.run.measurements)
 
 
 STAGES: tuple[Stage, ...] = (
@@ -186,6 +198,11 @@ STAGES: tuple[Stage, ...] = (
     Stage("autoencode", _autoencode, lambda d: d.run.autoencoder_sweep),
     Stage("cluster", _cluster, lambda d: d.run.clusters_of("autoencoder", "val").metrics),
     Stage("measure", _measure, lambda d: MeasurementLayout(d.run.measurements).summary),
+    Stage(
+        "interpret",
+        _interpret,
+        lambda d: MeasurementLayout(d.run.measurements).interpret / "interpret.json",
+    ),
     Stage("report", _report, lambda d: d.run.report),
 )
 

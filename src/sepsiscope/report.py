@@ -24,6 +24,7 @@ from typing import Any
 
 from sepsiscope import __version__
 from sepsiscope import _report_html as H
+from sepsiscope import _report_results as R
 from sepsiscope import _report_sections as S
 from sepsiscope._io import read_json, write_text
 from sepsiscope.errors import InputError
@@ -39,6 +40,20 @@ RESEARCH_STATEMENT = (
 SYNTHETIC_STATEMENT = (
     "The data in this report are synthetic: videos made by sepsiscope's simulator, not filmed in "
     "patients. No figure here is a clinical result."
+)
+
+
+# (anchor, title, section): the order of the page
+SECTIONS = (
+    ("cohort", "Cohort", S.cohort),
+    ("training", "Training", S.training),
+    ("evaluation", "Evaluation", S.evaluation),
+    ("embedding", "t-SNE of the network's features", S.embedding),
+    ("autoencoder", "Autoencoder reconstructions", S.autoencoder),
+    ("clusters", "Clusters", S.clusters),
+    ("microcirculation", "Microcirculation metrics by class", R.microcirculation),
+    ("patients", "Patients", R.patients),
+    ("provenance", "Provenance", R.provenance),
 )
 
 
@@ -103,7 +118,7 @@ def report(
     )
     sections: list[tuple[str, str, str]] = []
     status: dict[str, str] = {}
-    for anchor, title, build in S.SECTIONS:
+    for anchor, title, build in SECTIONS:
         try:
             body, ok = build(ctx)
         except Exception as exc:  # a broken artifact costs its section, never the report

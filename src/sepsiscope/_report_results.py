@@ -1,0 +1,206 @@
+"""The report's sections on results per patient: microcirculation metrics, the patient table and
+provenance. Each returns (HTML body, present?)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sepsiscope import _report_html as H
+from sepsiscope._io import read_json, read_table
+from sepsiscope._report_sections import CLASS_COLOURS, Context, mpl
+
+# consensus metrics shown by class, in this order, when the measurement table has them
+MICRO_METRICS = (
+    "tvd_mm_per_mm2", "tvd_small_mm_per_mm2", "pvd_mm_per_mm2", "ppv_percent", "mfi",
+    "de_backer_per_mm", "n_segments", "total_length_mm", "mean_velocity_um_per_s",
+)  # fmt: skip
+PATIENT_METRICS = ("tvd_mm_per_mm2", "ppv_percent", "pvd_mm_per_mm2", "mfi")
+
+
+def microcirculation(ctx: Context) -> tuple[str, bool]:
+    table = ctx.measurements
+    if table is None:
+        command = "sepsiscope measure MANIFEST --out RUN/measurements"
+        return H.not_run("microcirculation measurements", command), False
+    folder = ctx.measurements_dir
+    ok = table[table["status"] == "ok"] if "status" in table.columns else table
+    present = [m for m in MICRO_METRICS if m in ok.columns and ok[m].notna().any()]
+    parts = [
+        H.note(
+            f"{len(ok)} of {len(table)} videos measured by `sepsiscope measure` (automatic "
+            "segmentation and flow analysis); the others failed a quality check and have no "
+            "numbers. Synthetic videos have ground truth: see docs/ for the validation."
+        )
+    ]
+    if "label" in ok.columns and present:
+        parts.append("<h3>By class: median [interquartile range] of the per-video values</h3>")
+        parts.append(H.table(_class_summary(ok, present)))
+        parts.append(_metric_boxplots(ok, present))
+    else:
+        parts.append(H.note("The measurements carry no labels, so no comparison by class."))
+    parts.append(_interpretable(folder))
+    hi = folder / "patients.parquet"
+    if hi.exists():
+        parts.append("<h3>Heterogeneity across sites, per patient</h3>")
+        parts.append(H.table(read_table(hi)))
+    parts.append(_measure_figures(folder, table, ctx.max_images))
+    keep = [c for c in ("video_id", "patient_id", "label", "site", "camera", "status",
+                        "quality_flags", "message") if c in table.columns]  # fmt: skip
+    parts.append("<h3>Per video</h3>" + H.table(table[keep + present]))
+    return "".join(parts), True
+
+
+def _class_summary(table: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    rows = []
+    for m in metrics:
+        row: dict[str, Any] = {"metric": m}
+        for label, group in table.groupby("label", sort=True):
+            values = group[m].dropna()
+            if len(values):
+                q1, q2, q3 = np.percentile(values, [25, 50, 75])
+                row[label] = H.Raw(f"{q2:.3g}<br><small>[{q1:.3g}, {q3:.3g}]</small>")
+            row[f"n {label}"] = len(values)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _interpretable(folder: Path) -> str:
+    """``sepsiscope interpret``'s AUC table (metrics, network, both) and coefficients."""
+    out = folder / "interpret"
+    if not (out / "auc.csv").exists():
+        return "<h3>Interpretable classifier</h3>" + H.not_run(
+            "interpretable classifier", "sepsiscope interpret RUN/measurements --run RUN"
+        )
+    parts = [
+        "<h3>Interpretable classifier: the metrics, the network and both</h3>",
+        H.note(
+            "Patient-level logistic regression on the consensus metrics, cross-validated over "
+            "patients; the combined model adds the network's patient probability (AUCs on the "
+            "same patients)."
+        ),
+        H.table(pd.read_csv(out / "auc.csv")),
+    ]
+    if (out / "coefficients.csv").exists():
+        parts.append(H.note("Standardised coefficients (log-odds of sepsis per SD of a metric):"))
+        parts.append(H.table(pd.read_csv(out / "coefficients.csv")))
+    return "".join(parts)
+
+
+def _measure_figures(folder: Path, table: pd.DataFrame, max_images: int) -> str:
+    """A few vessel overlays and space-time diagrams, alternating classes."""
+    if "video_id" not in table.columns:
+        return ""
+    order = table.sort_values([c for c in ("label", "video_id") if c in table.columns])
+    if "label" in order.columns:  # interleave the classes so both are shown
+        order = order.assign(_rank=order.groupby("label").cumcount()).sort_values("_rank")
+    items = []
+    for sub, caption in (("overlays", "segments coloured by flow"), ("kymographs", "space-time")):
+        shown = 0
+        for row in order.itertuples(index=False):
+            path = folder / sub / f"{row.video_id}.png"
+            if path.exists() and shown < min(2, max_images):
+                text = f"{row.video_id} ({getattr(row, 'label', '')}): {caption}"
+                items.append(H.image(H.png_file_bytes(path), text))
+                shown += 1
+    return ("<h3>Vessels and flow of a few videos</h3>" + H.gallery(items)) if items else ""
+
+
+def _metric_boxplots(table: pd.DataFrame, metrics: list[str]) -> str:
+    plt = mpl()
+    labels = sorted(table["label"].dropna().unique())
+    ncols = min(4, len(metrics))
+    nrows = math.ceil(len(metrics) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 3.0 * nrows), squeeze=False)
+    for ax, m in zip(axes.ravel(), metrics, strict=False):
+        data = [table.loc[table["label"] == lab, m].dropna().to_numpy() for lab in labels]
+        box = ax.boxplot(data, patch_artist=True, widths=0.6)
+        ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=8)
+        for patch, lab in zip(box["boxes"], labels, strict=True):
+            patch.set_facecolor(CLASS_COLOURS.get(lab, "0.7"))
+            patch.set_alpha(0.55)
+        for i, values in enumerate(data, start=1):
+            jitter = np.random.default_rng(i).uniform(-0.12, 0.12, len(values))
+            ax.plot(i + jitter, values, "k.", markersize=3, alpha=0.6)
+        ax.set_title(m, fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+    for ax in axes.ravel()[len(metrics) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    return H.image(H.figure_png(fig), "Consensus metrics per video, by class", wide=True)
+
+
+def patients(ctx: Context) -> tuple[str, bool]:
+    table = _patient_table(ctx)
+    if table is None:
+        return H.not_run("patients", "sepsiscope ingest MANIFEST --store STORE"), False
+    return H.table(table), True
+
+
+def _patient_table(ctx: Context) -> pd.DataFrame | None:
+    parts: list[pd.DataFrame] = []
+    if ctx.store is not None:
+        videos, frames = ctx.store.videos, ctx.store.frames
+        base = videos.groupby("patient_id").agg(
+            label=("label", "first"), split=("split", "first"), videos=("video_id", "size")
+        )
+        base["frames used"] = frames[frames["usable"]].groupby("patient_id").size()
+        base["frames used"] = base["frames used"].fillna(0).astype(int)
+        parts.append(base)
+    scored = ctx.run.evaluation / "patients.parquet"
+    if scored.exists():
+        probs = pd.read_parquet(scored)
+        probs["patient_id"] = probs["patient_id"].astype(str)
+        probs = probs.set_index("patient_id")
+        keep = probs[["probability"]].copy()
+        if not parts:
+            keep = probs[[c for c in ("label", "split", "probability") if c in probs]].copy()
+        if ctx.threshold is not None:
+            verdict = np.where(keep["probability"] >= ctx.threshold, "septic", "non-septic")
+            keep["verdict"] = verdict
+        parts.append(keep)
+    measured = ctx.measurements
+    if measured is not None and "patient_id" in measured.columns:
+        present = [m for m in PATIENT_METRICS if m in measured.columns]
+        if present:
+            parts.append(measured.groupby("patient_id")[present].mean())
+    if not parts:
+        return None
+    table = pd.concat(parts, axis=1, join="outer").reset_index(names="patient_id")
+    if "verdict" in table and "label" in table:
+        table["verdict"] = [
+            H.Raw(f"<span class='{H.esc(v)}'>{H.esc(v)}</span>" + (" ✓" if v == lab else " ✗"))
+            if isinstance(v, str)
+            else None
+            for v, lab in zip(table["verdict"], table["label"], strict=True)
+        ]
+    return table.sort_values([c for c in ("split", "patient_id") if c in table.columns])
+
+
+def provenance(ctx: Context) -> tuple[str, bool]:
+    folders = [
+        ("store", ctx.store_dir / "store.json" if ctx.store_dir else None),
+        *[
+            (name, getattr(ctx.run, name) / "settings.json")
+            for name in ("classifier", "evaluation", "embedding", "autoencoder", "clusters")
+        ],
+        ("measurements", ctx.measurements_dir / "settings.json" if ctx.measurements_dir else None),
+    ]
+    parts = []
+    versions: dict[str, Any] = {}
+    for name, path in folders:
+        if path is None or not path.exists():
+            continue
+        saved = read_json(path)
+        versions = saved.get("versions", versions)
+        when = saved.get("created_utc", "")
+        parts.append(f"<h3>{H.esc(name)} <span class='note'>{H.esc(when)}</span></h3>")
+        parts.append(H.key_values(saved.get("settings", {})))
+    if not parts:
+        return H.note("No stage saved its settings in this run."), False
+    head = f"<h3>Package versions</h3>{H.key_values(versions)}" if versions else ""
+    return head + "".join(parts), True
