@@ -12,10 +12,10 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 from sepsiscope._image_quality import mse_per_image, psnr_per_image, ssim_per_image
 from sepsiscope._io import save_png, write_text
+from sepsiscope._train_data import StoreData
 from sepsiscope.errors import InputError
 from sepsiscope.layout import AutoencoderLayout
 from sepsiscope.models.autoencoder import ConvAutoencoder, grid_side, to_unit_range
@@ -29,37 +29,34 @@ HISTORY_COLUMNS = ("epoch", "train_mse", "val_mse", "val_psnr_db", "val_ssim")
 
 @dataclass
 class SplitData:
-    """Train and val samples ``(n, 3, S, S)`` uint8, held in memory, and the preview rows."""
+    """The train and val data of a store, the seeded preview frames and the identity-check frames
+    (``(n, 3, S, S)`` uint8). Batches come from training's :class:`StoreData`: in memory when
+    the splits fit in ``max_memory_gb``, else read lazily by worker processes."""
 
-    train: torch.Tensor
-    val: torch.Tensor
-    preview: np.ndarray  # indices into val, fixed by the seed
+    data: StoreData
+    preview: torch.Tensor
+    check_frames: torch.Tensor
     size: int
 
 
 def load_splits(store: FrameStore, settings: AutoencodeSettings, *, quiet: bool) -> SplitData:
-    """Read the usable train and val samples into memory (uint8: 150 kB per 224 px sample)."""
+    """Frame tables of the usable train and val frames, and the fixed preview samples."""
     grid_side(store.size)  # a clear error for sizes the network cannot take
-    train = store.samples("train")
-    val = store.samples("val")
+    train, val = store.samples("train"), store.samples("val")
     for name, table in (("train", train), ("val", val)):
         if len(table) == 0:
             raise InputError(f"{store.root}: the {name} split has no usable frames")
     rng = np.random.default_rng(settings.seed)
-    if settings.max_train_frames and len(train) > settings.max_train_frames:
-        keep = np.sort(rng.choice(len(train), settings.max_train_frames, replace=False))
-        train = train.iloc[keep].reset_index(drop=True)
-    need_gb = (len(train) + len(val)) * 3 * store.size**2 / 1e9
-    if need_gb > settings.max_memory_gb:
-        raise InputError(
-            f"{len(train) + len(val)} samples need {need_gb:.1f} GB in memory, more than "
-            f"max_memory_gb={settings.max_memory_gb}; set max_train_frames or raise the limit"
-        )
     preview = np.sort(rng.choice(len(val), min(settings.n_preview, len(val)), replace=False))
+    data = StoreData(
+        store, train, val, batch_size=settings.batch_size, seed=settings.seed,
+        max_frames_per_epoch=settings.max_frames_per_epoch,
+        in_memory_limit_gb=settings.max_memory_gb, num_workers=None, quiet=quiet,
+    )  # fmt: skip
     return SplitData(
-        train=torch.from_numpy(store.read_table(train)),
-        val=torch.from_numpy(store.read_table(val)),
-        preview=preview,
+        data=data,
+        preview=torch.from_numpy(store.read_table(val.iloc[preview])),
+        check_frames=torch.from_numpy(store.read_table(val.iloc[:64])),
         size=store.size,
     )
 
@@ -163,24 +160,11 @@ def _read_history(layout: AutoencoderLayout) -> pd.DataFrame:
 
 
 def resolve_precision(precision: str) -> str:
-    """Lightning precision: bf16 autocast where the CPU or GPU computes bf16 natively."""
-    if precision == "32":
-        return "32-true"
-    if precision == "bf16":
-        return "bf16-mixed"
-    if torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
-    native = torch.backends.cpu.get_cpu_capability() in ("AVX512",) and _cpu_has_bf16()
-    return "bf16-mixed" if native else "32-true"
+    """Lightning precision: bf16 autocast where the GPU or CPU computes bf16 natively ('auto')."""
+    from sepsiscope.inference import use_bf16
 
-
-def _cpu_has_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return "bf16-mixed" if use_bf16(precision, device) else "32-true"
 
 
 def fit(
@@ -205,15 +189,7 @@ def fit(
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     L.seed_everything(settings.seed, verbose=False)
     model = ConvAutoencoder(bottleneck, size=data.size)
-    module = AutoencoderModule(model, settings, layout, data.val[data.preview])
-    generator = torch.Generator().manual_seed(settings.seed)
-    train_loader = DataLoader(
-        TensorDataset(data.train),
-        batch_size=settings.batch_size,
-        shuffle=True,
-        generator=generator,
-    )
-    val_loader = DataLoader(TensorDataset(data.val), batch_size=settings.batch_size)
+    module = AutoencoderModule(model, settings, layout, data.preview)
     checkpoint = ModelCheckpoint(
         dirpath=layout.checkpoints,
         filename="best",
@@ -233,7 +209,7 @@ def fit(
         num_sanity_val_steps=0,
         deterministic=False,
     )
-    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt)
+    trainer.fit(module, datamodule=data.data, ckpt_path=ckpt)
     best = checkpoint.best_model_path or str(layout.checkpoints / "best.ckpt")
     state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]  # our own file
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})

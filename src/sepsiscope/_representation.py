@@ -11,6 +11,8 @@ import numpy as np
 from sepsiscope.errors import InputError
 
 MIN_PERPLEXITY = 5.0  # below this a t-SNE map shows little but its noise
+BH_BELOW = 10_000  # "auto" gradient: Barnes-Hut below this many points, FFT from here on
+PARALLEL_FROM = 2_000  # fewer points: one thread, as synchronising threads costs more than it saves
 
 
 def check_features(
@@ -39,6 +41,15 @@ def usable_perplexity(n: int, perplexity: float) -> float:
             f"(3 x perplexity {MIN_PERPLEXITY:g} + 1)"
         )
     return used
+
+
+def save_npy(path: Any, array: np.ndarray) -> Any:
+    """Write ``array`` as ``.npy`` atomically."""
+    from sepsiscope._io import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array)  # a file object: np.save would append ".npy" to a bare path
+    return path
 
 
 @dataclass
@@ -93,11 +104,13 @@ def tsne_map(
 
     features = check_features(features)
     used = usable_perplexity(len(features), perplexity)
+    if gradient == "auto":  # FFT's fixed cost per iteration dominates below ~10k points
+        gradient = "bh" if len(features) < BH_BELOW else "fft"
     tsne = openTSNE.TSNE(
         perplexity=used,
         initialization="pca",
         metric="euclidean",
-        n_jobs=n_jobs,
+        n_jobs=n_jobs if len(features) >= PARALLEL_FROM else 1,
         random_state=seed,
         negative_gradient_method=gradient,
         n_iter=n_iter,
@@ -116,11 +129,18 @@ def place_points(tsne: TSNEMap, features: np.ndarray, *, n_jobs: int = 2) -> np.
     import openTSNE
 
     features = check_features(features, dim=tsne.reference.shape[1], what="new features")
+    if len(tsne.reference) + len(features) < PARALLEL_FROM:
+        n_jobs = 1
     affinities = openTSNE.affinity.PerplexityBasedNN(
         tsne.reference, perplexity=tsne.perplexity, n_jobs=n_jobs, random_state=tsne.seed
     )
+    gradient = "bh" if len(tsne.reference) + len(features) < BH_BELOW else "fft"
     embedding = openTSNE.TSNEEmbedding(
-        tsne.coordinates, affinities, random_state=tsne.seed, n_jobs=n_jobs
+        tsne.coordinates,
+        affinities,
+        random_state=tsne.seed,
+        n_jobs=n_jobs,
+        negative_gradient_method=gradient,
     )
     perplexity = min(5.0, max((len(tsne.reference) - 1) / 3, 1.0))
     return np.asarray(embedding.transform(features, perplexity=perplexity), dtype=np.float64)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -25,8 +24,9 @@ from pydantic import Field, field_validator
 
 from sepsiscope import _autoencoder_training as _training
 from sepsiscope._image_quality import mse_per_image, psnr_per_image, r2_per_image, ssim_per_image
-from sepsiscope._io import atomic_path, save_png, write_json, write_table, write_text
+from sepsiscope._io import save_png, write_json, write_table, write_text
 from sepsiscope._progress import track
+from sepsiscope._representation import save_npy
 from sepsiscope.errors import InputError
 from sepsiscope.layout import AutoencoderLayout, RunLayout
 from sepsiscope.models.autoencoder import (
@@ -39,7 +39,6 @@ from sepsiscope.settings import StageSettings
 from sepsiscope.store import FrameStore
 
 log = logging.getLogger(__name__)
-INDEX_COLUMNS = ("video_id", "row", "patient_id", "label", "y", "split", "camera")
 
 
 class AutoencodeSettings(StageSettings):
@@ -56,10 +55,10 @@ class AutoencodeSettings(StageSettings):
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
     input_mode: Literal["single", "time"] = "single"
-    precision: Literal["auto", "32", "bf16"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     seed: int = 0
     n_preview: int = Field(8, ge=1, le=32)
-    max_train_frames: int | None = Field(None, ge=1)
+    max_frames_per_epoch: int | None = Field(None, ge=1)
     max_memory_gb: float = Field(8.0, gt=0)
     ssim_tolerance: float = Field(0.02, ge=0)
     identity_ratio: float = Field(0.5, gt=0)
@@ -121,7 +120,7 @@ def autoencode(
         model, history = _training.fit(
             data, layout, bottleneck, settings, resume=resume, quiet=quiet
         )
-        quality = identity_check(model, data.val, settings, seed=settings.seed)
+        quality = identity_check(model, data.check_frames, settings, seed=settings.seed)
         write_json(layout.quality, quality)
         _save_model(model, layout, settings, store)
         _write_features(model, store, layout, settings, quiet=quiet)
@@ -182,7 +181,7 @@ def probe_images(size: int, *, seed: int = 0, n_noise: int = 8) -> dict[str, tor
 
 @torch.no_grad()
 def identity_check(
-    model: ConvAutoencoder, val: torch.Tensor, settings: AutoencodeSettings, *, seed: int = 0
+    model: ConvAutoencoder, frames: torch.Tensor, settings: AutoencodeSettings, *, seed: int = 0
 ) -> dict[str, Any]:
     """Reconstruction quality of frames against inputs unlike any frame.
 
@@ -192,7 +191,6 @@ def identity_check(
     """
     model.eval()
     device = next(model.parameters()).device
-    frames = val[: min(len(val), 64)]
     x = to_unit_range(frames.to(device), settings.input_mode)
     result: dict[str, Any] = {}
     inputs = {"frame": x} | {
@@ -263,10 +261,10 @@ def _write_features(
 ) -> None:
     model.eval()
     device = next(model.parameters()).device
-    tables = [store.samples(split) for split in ("train", "val", "test")]
+    from sepsiscope.embed import frame_index
+
+    tables = [frame_index(store, split) for split in ("train", "val", "test")]
     table = pd.concat([t for t in tables if len(t)], ignore_index=True)
-    cameras = store.videos.set_index("video_id")["camera"] if "camera" in store.videos else None
-    table["camera"] = table["video_id"].map(cameras) if cameras is not None else "unknown"
     features = np.empty((len(table), model.feature_dim), np.float32)
     chunk = 256
     starts = range(0, len(table), chunk)
@@ -275,16 +273,7 @@ def _write_features(
         codes = model.encode(to_unit_range(x.to(device), settings.input_mode)).float()
         features[start : start + chunk] = codes.cpu().numpy()
     save_npy(layout.features, features)
-    index = table.reindex(columns=list(INDEX_COLUMNS))
-    index["camera"] = index["camera"].fillna("unknown").astype(str)
-    write_table(layout.features_index, index)
-
-
-def save_npy(path: Path, array: np.ndarray) -> Path:
-    """Write ``array`` as ``.npy`` atomically."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, array)  # a file object: np.save would append ".npy" to a bare path
-    return path
+    write_table(layout.features_index, table)
 
 
 def _write_sweep(

@@ -29,7 +29,7 @@ from sepsiscope import _representation as R
 from sepsiscope._io import read_json, save_png, write_json, write_table, write_text
 from sepsiscope._progress import track
 from sepsiscope.errors import InputError
-from sepsiscope.layout import EmbeddingLayout, RunLayout
+from sepsiscope.layout import RunLayout
 from sepsiscope.settings import StageSettings, provenance
 from sepsiscope.store import FrameStore
 
@@ -197,7 +197,7 @@ def split_features(
     out = run.embedding_of(split)
     index = frame_index(store, split)
     key = _cache_key(run, index)
-    meta = out.root / "features.json"
+    meta = out.features_meta
     if out.features.exists() and meta.exists() and read_json(meta).get("key") == key:
         return np.load(out.features, allow_pickle=False), index
     from sepsiscope.inference import infer, load_classifier
@@ -215,13 +215,20 @@ def split_features(
             with_features=True,
         )
         features[start : start + chunk] = np.asarray(feats, dtype=np.float32)
-    R.check_features(features, n=len(index), dim=FEATURE_DIM, what="classifier features")
-    from sepsiscope.autoencode import save_npy
-
-    save_npy(out.features, features)
-    write_table(out.features_index, index)
-    write_json(meta, {"key": key, **provenance()})
+    save_split_features(run, split, features, index)
     return features, index
+
+
+def save_split_features(
+    run: RunLayout, split: str, features: np.ndarray, index: pd.DataFrame
+) -> None:
+    """Cache a split's classifier features ``(n, 128)`` and index for the run's current model
+    (also how features computed elsewhere, e.g. on another machine, enter a run)."""
+    out = run.embedding_of(split)
+    features = R.check_features(features, n=len(index), dim=FEATURE_DIM, what="classifier features")
+    R.save_npy(out.features, features)
+    write_table(out.features_index, index)
+    write_json(out.features_meta, {"key": _cache_key(run, index), **provenance()})
 
 
 def _cache_key(run: RunLayout, index: pd.DataFrame) -> str:
@@ -297,4 +304,4 @@ def _map_knn_agreement(reference: pd.DataFrame, placed: pd.DataFrame, k: int = 1
     return float((predicted == placed["label"].astype(str).to_numpy()).mean())
 
 
-__all__ = ["EmbedSettings", "embed", "place_frames", "split_features", "EmbeddingLayout"]
+__all__ = ["EmbedSettings", "embed", "place_frames", "save_split_features", "split_features"]

@@ -185,6 +185,7 @@ class EmbeddingLayout:
 
     features = property(lambda self: self.root / "features.npy")
     features_index = property(lambda self: self.root / "features.parquet")
+    features_meta = property(lambda self: self.root / "features.json")
     coordinates = property(lambda self: self.root / "tsne.csv")
     map_state = property(lambda self: self.root / "tsne_map.npz")
     scores = property(lambda self: self.root / "scores.json")
@@ -213,21 +214,6 @@ class ClusterLayout:
     patients = property(lambda self: self.root / "patients_by_cluster.csv")
     png = property(lambda self: self.root / "clusters_tsne.png")
     settings = property(lambda self: self.root / "settings.json")
-
-
-@dataclass(frozen=True)
-class DemoLayout:
-    """Folders of ``sepsiscope demo``: a cohort, its store and one run, plus the demo's state."""
-
-    root: Path
-
-    def __init__(self, root: str | os.PathLike) -> None:
-        object.__setattr__(self, "root", Path(root))
-
-    cohort = property(lambda self: CohortLayout(self.root / "cohort"))
-    store = property(lambda self: StoreLayout(self.root / "store"))
-    run = property(lambda self: RunLayout(self.root / "run"))
-    state = property(lambda self: self.root / "demo.json")
 
 
 @dataclass(frozen=True)
