@@ -211,7 +211,7 @@ def render_video(plan: VideoPlan, out_dir: Path) -> tuple[dict[str, Any], dict[s
     path = out_dir / plan.relative_path
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     try:
-        write_video(tmp, render_frames(render), cam.fps, quality=cam.quality)
+        write_video(tmp, render_frames(render), cam.fps, quality=cam.quality, preset="ultrafast")
         os.replace(tmp, path)
     finally:
         if tmp.exists():
