@@ -80,7 +80,8 @@ def simulate_cmd(
     ] = None,
     seconds: Annotated[float | None, typer.Option("--seconds", help="Video length, s [3].")] = None,
     camera: Annotated[
-        str | None, typer.Option("--camera", help="microscan, cytocam or mixed [microscan].")
+        str | None,
+        typer.Option("--camera", help="microscan, cytocam or mixed (default: microscan)."),
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed [0].")] = None,
     width: Annotated[
@@ -88,6 +89,9 @@ def simulate_cmd(
     ] = None,
     height: Annotated[
         int | None, typer.Option("--height", help="Override the frame height, px (tests).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Parallel processes [CPU count, max 4].")
     ] = None,
     config: ConfigOption = None,
     quiet: QuietFlag = False,
@@ -100,7 +104,7 @@ def simulate_cmd(
     def go() -> dict[str, Any]:
         settings = SimulateSettings.build(
             config, patients=patients, videos_per_patient=videos_per_patient, seconds=seconds,
-            camera=camera, seed=seed, width=width, height=height,
+            camera=camera, seed=seed, width=width, height=height, workers=workers,
         )  # fmt: skip
         return simulate_cohort(out, settings, quiet=quiet)
 
