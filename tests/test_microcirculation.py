@@ -43,7 +43,7 @@ def scene():
     vessels = [
         Vessel(line(30, 10, 30, 150), 8, 400),  # straight capillary, continuous
         Vessel(arc((175, 80), 80, -2.3, -0.85), 7, 120),  # curved capillary, sluggish
-        Vessel(line(140, 10, 140, 150), 30, 600),  # straight venule
+        Vessel(line(140, 0, 140, 159), 30, 600),  # straight venule across the field
         Vessel(line(60, 130, 110, 150), 7, 0),  # stopped capillary
     ]
     frames = render(vessels, seconds=2.0, fps=FPS, um_per_px=1.0, seed=1)
@@ -140,8 +140,11 @@ def test_heterogeneity_index():
     assert np.isnan(heterogeneity_index([2.5]))
     table = patient_heterogeneity(
         __import__("pandas").DataFrame(
-            {"patient_id": ["a", "a", "a", "b"], "site": ["1", "1", "2", "1"],
-             "mfi": [3.0, 2.0, 2.0, 3.0]}
+            {
+                "patient_id": ["a", "a", "a", "b"],
+                "site": ["1", "1", "2", "1"],
+                "mfi": [3.0, 2.0, 2.0, 3.0],
+            }
         )  # fmt: skip
     )
     a = table.set_index("patient_id").loc["a"]

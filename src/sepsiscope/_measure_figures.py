@@ -49,9 +49,7 @@ def save_overlay(path: str | os.PathLike, analysis: Analysis) -> Path:
 
 def pick_kymographs(analysis: Analysis, count: int) -> list[int]:
     """Indices of up to ``count`` long segments, one per flow category first, then the longest."""
-    order = sorted(
-        range(len(analysis.segments)), key=lambda i: -analysis.kymographs[i].shape[1]
-    )
+    order = sorted(range(len(analysis.segments)), key=lambda i: -analysis.kymographs[i].shape[1])
     chosen: list[int] = []
     seen: set[str] = set()
     for i in order:

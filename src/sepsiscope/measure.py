@@ -240,7 +240,9 @@ def measure(
             for r in track(rows, description="measure", quiet=quiet)
         ]
     done = [r for r in results if "error" not in r]
-    failures = [{"video": r["video"]["video"], "error": r["error"]} for r in results if "error" in r]
+    failures = [
+        {"video": r["video"]["video"], "error": r["error"]} for r in results if "error" in r
+    ]
     return _write_outputs(layout, done, failures, settings, time.perf_counter() - started)
 
 

@@ -106,7 +106,9 @@ def _network_patients(run_dir: Path) -> tuple[pd.DataFrame, str]:
         if path.exists():
             table = read_table(path)
             if "split" in table and source.startswith("evaluation"):
-                table = table[table["split"] == "test"] if (table["split"] == "test").any() else table
+                table = (
+                    table[table["split"] == "test"] if (table["split"] == "test").any() else table
+                )
             return table[["patient_id", "probability"]].copy(), source
     raise InputError(
         f"no patient probabilities in {run_dir}: run `sepsiscope crossval` or `sepsiscope evaluate`"
@@ -188,7 +190,9 @@ def interpret(
         "network_source": source,
         "files": {k: str(v) for k, v in files.items()},
     }
-    write_json(out / "interpret.json", {**result, "settings": settings.model_dump(), **provenance()})
+    write_json(
+        out / "interpret.json", {**result, "settings": settings.model_dump(), **provenance()}
+    )
     return result
 
 

@@ -140,7 +140,11 @@ def noise_variance(frames: np.ndarray, background: np.ndarray, *, max_frames: in
 
 
 def unit_noise_variance(
-    paths_px: list[np.ndarray], shape: tuple[int, int], *, fps: float, window_s: float = 0.5,
+    paths_px: list[np.ndarray],
+    shape: tuple[int, int],
+    *,
+    fps: float,
+    window_s: float = 0.5,
     seed: int = 0,
 ) -> np.ndarray:
     """Dynamic variance each path's kymograph window keeps of unit-variance white pixel noise.
@@ -150,7 +154,9 @@ def unit_noise_variance(
     """
     n = int(_window_bounds(10**6, fps, window_s)[1])
     noise = np.random.default_rng(seed).standard_normal((n, *shape), dtype=np.float32)
-    return np.array([float(np.mean(_dynamic(_smooth(k)) ** 2)) for k in kymographs(noise, paths_px)])
+    return np.array(
+        [float(np.mean(_dynamic(_smooth(k)) ** 2)) for k in kymographs(noise, paths_px)]
+    )
 
 
 def _displacements(dyn: list[np.ndarray], max_lag: int, min_overlap: int):

@@ -83,8 +83,7 @@ def quadrant_mfi(
         quadrant = 2 * (mids[:, 0] >= mid_row) + (mids[:, 1] >= mid_col)
         np.add.at(length[:, order.index(category)], quadrant, steps)
     scores = [
-        float(MFI_SCORE[order[int(np.argmax(q))]]) if q.sum() > 0 else float("nan")
-        for q in length
+        float(MFI_SCORE[order[int(np.argmax(q))]]) if q.sum() > 0 else float("nan") for q in length
     ]
     valid = [s for s in scores if np.isfinite(s)]
     return (float(np.mean(valid)) if valid else float("nan")), scores

@@ -59,6 +59,7 @@ _OFFSETS = [(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if dr or dc]
 
 def _order(pixels: set[tuple[int, int]]) -> list[tuple[int, int]]:
     """Pixels of a simple 8-connected path in order, from an end (or anywhere on a loop)."""
+
     def neighbours(p):
         return [(p[0] + dr, p[1] + dc) for dr, dc in _OFFSETS if (p[0] + dr, p[1] + dc) in pixels]
 
@@ -91,12 +92,17 @@ def _branches(skeleton: np.ndarray) -> list[tuple[np.ndarray, bool, bool]]:
     result = []
     for index, box in enumerate(ndimage.find_objects(runs), start=1):
         rows, cols = np.nonzero(runs[box] == index)
-        pixels = set(zip((rows + box[0].start).tolist(), (cols + box[1].start).tolist()))
+        pixels = set(
+            zip((rows + box[0].start).tolist(), (cols + box[1].start).tolist(), strict=True)
+        )
         ordered = _order(pixels)
         ends = [False, False]
         for side, (r, c) in enumerate((ordered[0], ordered[-1])):
-            touching = [(r + dr, c + dc) for dr, dc in _OFFSETS
-                        if 0 <= r + dr < h and 0 <= c + dc < w and junction[r + dr, c + dc]]  # fmt: skip
+            touching = [
+                (r + dr, c + dc)
+                for dr, dc in _OFFSETS
+                if 0 <= r + dr < h and 0 <= c + dc < w and junction[r + dr, c + dc]
+            ]
             if touching and not (side == 1 and len(ordered) == 1 and ends[0]):
                 node = min(touching, key=lambda q: abs(q[0] - r) + abs(q[1] - c))
                 ordered = [node, *ordered] if side == 0 else [*ordered, node]
@@ -131,7 +137,7 @@ def vessel_segments(
     lumen: np.ndarray | None = None,
     spur_um: float = 8.0,
     min_length_um: float = 10.0,
-    smooth_um: float = 2.0,
+    smooth_um: float = 1.0,
 ) -> list[Segment]:
     """Split a vessel mask's centrelines into segments and measure them.
 

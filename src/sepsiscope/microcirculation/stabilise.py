@@ -43,12 +43,23 @@ class Motion:
         }
 
 
-def _prepare(frame: np.ndarray, scale: float, highpass_sigma: float, window: np.ndarray):
+def _prepare(frame: np.ndarray, scale: float, crop, highpass_sigma: float, window: np.ndarray):
     small = cv2.resize(
         frame.astype(np.float32), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA
+    )[crop]
+    # the illumination estimate is smooth, so a blur of an 8x smaller copy is as good and cheap
+    tiny = cv2.resize(small, None, fx=1 / 8, fy=1 / 8, interpolation=cv2.INTER_AREA)
+    background = cv2.resize(
+        cv2.GaussianBlur(tiny, (0, 0), max(0.5, highpass_sigma / 8)),
+        small.shape[::-1],
+        interpolation=cv2.INTER_LINEAR,
     )
-    background = cv2.GaussianBlur(small, (0, 0), highpass_sigma)
     return (small - background) * window
+
+
+def _central_crop(height: int, width: int, size: int) -> tuple[slice, slice]:
+    top, left = max(0, (height - size) // 2), max(0, (width - size) // 2)
+    return slice(top, top + min(size, height)), slice(left, left + min(size, width))
 
 
 def estimate_motion(
@@ -57,6 +68,7 @@ def estimate_motion(
     um_per_px: float,
     working_um_per_px: float = 1.0,
     highpass_um: float = 40.0,
+    window_um: float = 600.0,
 ) -> Motion:
     """Translation of every frame relative to the video's registered mean.
 
@@ -75,6 +87,9 @@ def estimate_motion(
         Frames are downsampled to about this pixel size before registration (never upsampled).
     highpass_um : float
         Structures larger than about this size (illumination) are removed before registration.
+    window_um : float
+        Only a central square of about this side is registered (translation is the same
+        everywhere), which bounds the cost on large frames.
 
     Returns
     -------
@@ -86,9 +101,11 @@ def estimate_motion(
     scale = min(1.0, um_per_px / working_um_per_px)
     sigma = max(1.0, highpass_um / um_per_px * scale)
     h, w = frames.shape[1:]
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    side = max(32, int(window_um / um_per_px * scale))
+    crop = _central_crop(max(1, round(h * scale)), max(1, round(w * scale)), side)
+    size = (crop[1].stop - crop[1].start, crop[0].stop - crop[0].start)
     window = cv2.createHanningWindow(size, cv2.CV_32F)
-    prepared = [_prepare(f, scale, sigma, window) for f in frames]
+    prepared = [_prepare(f, scale, crop, sigma, window) for f in frames]
     shifts = np.zeros((len(frames), 2))
     response = np.zeros(len(frames))
     # the plain mean blurs moving red cells into uniform columns, so no pass locks onto cells

@@ -1,0 +1,122 @@
+"""The measure and interpret stages and their CLI verbs, on small rendered videos."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from sepsiscope.cli import app
+from sepsiscope.errors import InputError
+from sepsiscope.layout import MeasurementLayout, RunLayout
+from sepsiscope.measure import JSON_METRICS, MeasureSettings, measure
+from sepsiscope.metrics_model import interpret
+from sepsiscope.video import write_video
+
+try:  # tests/ is a package in some checkouts and a plain folder in others
+    from ._vessel_render import Vessel, line, render
+except ImportError:
+    from _vessel_render import Vessel, line, render
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("measure")
+    scene = [Vessel(line(30, 0, 30, 159), 8, 500), Vessel(line(0, 90, 159, 60), 10, 0)]
+    good = write_video(root / "good.avi", render(scene, seconds=1.6, seed=4), 25.0)
+    short = write_video(root / "short.avi", render(scene, seconds=0.6, seed=5), 25.0)
+    broken = root / "broken.avi"
+    broken.write_bytes(b"not a video at all")
+    return root, good, short, broken
+
+
+def test_cli_measures_one_video_as_json(videos, tmp_path):
+    _, good, _, _ = videos
+    out = tmp_path / "m"
+    result = runner.invoke(app, ["measure", str(good), "--out", str(out), "--um-per-px", "1.0",
+                                 "--quiet", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    (video,) = payload["videos"]
+    assert set(JSON_METRICS) <= set(video)
+    assert video["status"] == "ok" and video["n_segments"] >= 2
+    # two vessels crossing a 0.16 x 0.16 mm field: about 0.32 mm / 0.0256 mm²
+    assert video["tvd_mm_per_mm2"] == pytest.approx(0.32 / 0.0256, rel=0.2)
+    assert 40 <= video["ppv_percent"] <= 70  # one of two equal-length capillaries flows
+    layout = MeasurementLayout(out)
+    assert layout.overlay("good").exists() and layout.kymograph("good").exists()
+    vessels = pd.read_csv(layout.vessels.with_suffix(".csv"))
+    assert set(vessels["flow"]) >= {"continuous", "none"}
+    assert pd.read_parquet(layout.videos).loc[0, "tvd_mm_per_mm2"] == video["tvd_mm_per_mm2"]
+
+
+def test_missing_scale_is_an_input_error(videos, tmp_path):
+    _, good, _, _ = videos
+    result = runner.invoke(app, ["measure", str(good), "--out", str(tmp_path / "m")])
+    assert result.exit_code == 2 and "um-per-px" in result.output
+    with pytest.raises(InputError, match="unknown camera"):
+        measure(good, tmp_path / "m", MeasureSettings(camera="no-such-camera"))
+
+
+def test_manifest_with_a_short_and_a_broken_video(videos, tmp_path):
+    root, good, short, broken = videos
+    manifest = root / "manifest.csv"
+    pd.DataFrame(
+        {"patient_id": ["P1", "P1", "P2"], "video": [good.name, short.name, broken.name],
+         "label": ["septic", "septic", "non-septic"], "site": ["1", "2", "1"],
+         "um_per_px": [1.0, 1.0, 1.0], "fps": [25, 25, 25]}
+    ).to_csv(manifest, index=False)  # fmt: skip
+    out = tmp_path / "m"
+    result = runner.invoke(app, ["measure", str(manifest), "--out", str(out), "--quiet", "--json"])
+    assert result.exit_code == 3  # one failure, the others measured
+    payload = json.loads(result.stdout)
+    assert payload["n_failed"] == 1 and "broken.avi" in payload["failures"][0]["error"]
+    by_id = {v["video_id"]: v for v in payload["videos"]}
+    assert by_id["good"]["status"] == "ok"
+    assert by_id["short"]["status"] == "rejected" and "too_short" in by_id["short"]["quality_flags"]
+    assert by_id["short"]["tvd_mm_per_mm2"] is None  # no made-up numbers (NaN -> null)
+    assert MeasurementLayout(out).failures.exists()
+
+
+def _fake_measurements(tmp_path, n_patients=16, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_patients):
+        septic = i % 2 == 0
+        for site in ("1", "2"):
+            rows.append(
+                {"patient_id": f"P{i:02d}", "label": "septic" if septic else "non-septic",
+                 "site": site, "status": "ok",
+                 "tvd_mm_per_mm2": rng.normal(18, 2), "tvd_small_mm_per_mm2": rng.normal(15, 2),
+                 "ppv_percent": rng.normal(75 if septic else 97, 8),
+                 "pvd_mm_per_mm2": rng.normal(11 if septic else 15, 2),
+                 "mfi": rng.normal(2.2 if septic else 2.9, 0.3),
+                 "mean_velocity_um_per_s": rng.normal(900 if septic else 1300, 150)}
+            )  # fmt: skip
+    layout = MeasurementLayout(tmp_path / "measurements")
+    layout.root.mkdir(parents=True)
+    pd.DataFrame(rows).to_parquet(layout.videos)
+    return layout
+
+
+def test_interpret_metrics_and_combined_models(tmp_path):
+    layout = _fake_measurements(tmp_path)
+    run = RunLayout(tmp_path / "run")
+    run.crossval.mkdir(parents=True)
+    patients = pd.DataFrame({"patient_id": [f"P{i:02d}" for i in range(16)]})
+    patients["probability"] = np.linspace(0.9, 0.1, 16)  # uninformative of the alternation
+    patients.to_parquet(run.oof_patients)
+    result = interpret(layout.root, run_dir=run.root)
+    names = [m["model"] for m in result["models"]]
+    assert names == ["metrics (logistic regression)"] * 2 + ["network", "network + metrics"]
+    assert result["models"][0]["auc"] > 0.85  # PPV, PVD and MFI separate the classes
+    assert result["coefficients"][0]["metric"] in {"ppv_percent", "mfi", "pvd_mm_per_mm2",
+                                                   "mean_velocity_um_per_s"}  # fmt: skip
+    assert (layout.interpret / "auc.csv").exists()
+    cli = runner.invoke(app, ["interpret", str(layout.root), "--json"])
+    assert cli.exit_code == 0 and json.loads(cli.stdout)["models"][0]["n_patients"] == 16
