@@ -148,7 +148,9 @@ def test_training_writes_figures_history_features_and_resumes(tmp_path):
                               "--json"])  # fmt: skip
     assert out.exit_code == 0, out.output
     reply = json.loads(out.stdout)
-    assert reply["feature_dim"] == 2 and reply["recommended_bottleneck"] == 288
+    assert reply["trained"] == [288] and set(reply["models"]) == {"288", "1152"}  # sweep kept
+    recommended = str(reply["recommended_bottleneck"])
+    assert reply["feature_dim"] == reply["models"][recommended]["feature_dim"]
     history = pd.read_csv(first.history)
     assert list(history["epoch"]) == [1, 2]
     pd.testing.assert_frame_equal(history.iloc[:1], before)

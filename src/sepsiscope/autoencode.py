@@ -24,7 +24,7 @@ from pydantic import Field, field_validator
 
 from sepsiscope import _autoencoder_training as _training
 from sepsiscope._image_quality import mse_per_image, psnr_per_image, r2_per_image, ssim_per_image
-from sepsiscope._io import save_png, write_json, write_table, write_text
+from sepsiscope._io import read_json, save_png, write_json, write_table, write_text
 from sepsiscope._progress import track
 from sepsiscope._representation import save_npy
 from sepsiscope.errors import InputError
@@ -114,33 +114,27 @@ def autoencode(
     store = FrameStore(store_dir)
     run = RunLayout(run_dir)
     data = _training.load_splits(store, settings, quiet=quiet)
-    rows = []
     for bottleneck in settings.bottleneck:
         layout = run.autoencoder_model(bottleneck)
         model, history = _training.fit(
             data, layout, bottleneck, settings, resume=resume, quiet=quiet
         )
         quality = identity_check(model, data.check_frames, settings, seed=settings.seed)
-        write_json(layout.quality, quality)
         _save_model(model, layout, settings, store)
         _write_features(model, store, layout, settings, quiet=quiet)
         best = history.loc[history["val_mse"].idxmin()]
-        rows.append(
-            {
-                "bottleneck": bottleneck,
-                "feature_dim": model.feature_dim,
-                "epochs": int(history["epoch"].max()),
-                "best_epoch": int(best["epoch"]),
-                "val_mse": float(best["val_mse"]),
-                "val_psnr_db": float(best["val_psnr_db"]),
-                "val_ssim": float(best["val_ssim"]),
-                **{
-                    k: v for k, v in quality.items() if k.startswith(("noise_", "checker", "frame"))
-                },
-                "identity_like": bool(quality["identity_like"]),
-            }
-        )
-    sweep = pd.DataFrame(rows)
+        row = {
+            "bottleneck": bottleneck,
+            "feature_dim": model.feature_dim,
+            "epochs": int(history["epoch"].max()),
+            "best_epoch": int(best["epoch"]),
+            "val_mse": float(best["val_mse"]),
+            "val_psnr_db": float(best["val_psnr_db"]),
+            "val_ssim": float(best["val_ssim"]),
+            **quality,
+        }
+        write_json(layout.quality, row)
+    sweep = _sweep_table(run)
     recommended = recommend_bottleneck(sweep, ssim_tolerance=settings.ssim_tolerance)
     files = _write_sweep(run, sweep, recommended, settings)
     chosen = sweep.set_index("bottleneck").loc[recommended]
@@ -151,9 +145,17 @@ def autoencode(
         "val_mse": float(chosen["val_mse"]),
         "val_psnr_db": float(chosen["val_psnr_db"]),
         "val_ssim": float(chosen["val_ssim"]),
-        "models": {str(int(r.bottleneck)): r._asdict() for r in sweep.itertuples(index=False)},
+        "models": {str(r["bottleneck"]): r for r in sweep.to_dict(orient="records")},
+        "trained": list(settings.bottleneck),
         "files": files + [str(run.autoencoder_model(b).root) for b in settings.bottleneck],
     }
+
+
+def _sweep_table(run: RunLayout) -> pd.DataFrame:
+    """One row per size trained in this run folder (this call's and earlier calls')."""
+    rows = [read_json(q) for q in sorted(run.autoencoder.glob("b*/quality.json"))]
+    rows = [r for r in rows if "bottleneck" in r]
+    return pd.DataFrame(rows).sort_values("bottleneck").reset_index(drop=True)
 
 
 def recommend_bottleneck(sweep: pd.DataFrame, *, ssim_tolerance: float = 0.02) -> int:
@@ -243,8 +245,6 @@ def load_autoencoder(
 
 def trained_bottleneck(run: RunLayout) -> int:
     """The recommended size of a run's sweep; InputError when there is no autoencoder."""
-    from sepsiscope._io import read_json
-
     if not run.autoencoder_sweep.exists():
         raise InputError(f"no autoencoder in {run.root}: run `sepsiscope autoencode` first")
     return int(read_json(run.autoencoder_sweep)["recommended_bottleneck"])
