@@ -70,7 +70,7 @@ def confusion_figure(
     note: str = "",
 ) -> Path:
     """Confusion matrices at the three levels, at the validation threshold."""
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.6), layout="constrained")
     for ax, level in zip(axes, LEVELS, strict=True):
         c = confusion_counts(tables[level]["y"], tables[level]["probability"], threshold=threshold)
         matrix = np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
@@ -79,9 +79,10 @@ def confusion_figure(
             colour = "white" if value > matrix.max() / 2 else "black"
             ax.text(j, i, str(value), ha="center", va="center", color=colour, fontsize=12)
         ax.set_xticks([0, 1], ["non-septic", "septic"])
-        ax.set_yticks([0, 1], ["non-septic", "septic"])
+        ax.set_yticks([0, 1], ["non-septic", "septic"] if level == LEVELS[0] else ["", ""])
         ax.set_xlabel("called")
-        ax.set_ylabel("true")
+        if level == LEVELS[0]:
+            ax.set_ylabel("true")
         ax.set_title(f"{level}s")
     fig.suptitle(f"Confusion at threshold {threshold:.3f}, {_title(split, note)}")
     return save_png(path, fig)

@@ -58,7 +58,7 @@ class EvaluateSettings(StageSettings):
     store: Path | None = Field(None, description="the frame store; default: the run's own")
 
 
-# --- glue to the classifier (helper C1's train.py / inference.py) --------------------------------
+# --- glue to the classifier (train.py / inference.py) --------------------------------------------
 
 
 def _store_of(layout: RunLayout, settings: EvaluateSettings) -> FrameStore:
@@ -76,13 +76,12 @@ def _store_of(layout: RunLayout, settings: EvaluateSettings) -> FrameStore:
 
 
 def _split_tables(store: FrameStore, train_settings: Any, names: list[str]) -> dict[str, Any]:
-    """Frame rows of each split in ``names``, as the run's training defined them."""
-    from sepsiscope import train as T
+    """Frame rows of each split in ``names``, exactly as the run's training defined them
+    (patient split, fold, or the leaky frame split)."""
+    from sepsiscope.train import split_tables
 
-    if hasattr(T, "split_tables"):
-        tables = T.split_tables(store, train_settings)
-        return {n: tables[n] for n in names}
-    return {n: store.samples(n) for n in names}
+    tables = split_tables(store, train_settings)
+    return {n: tables[n] for n in names}
 
 
 def predict_frames(
