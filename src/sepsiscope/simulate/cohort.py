@@ -249,11 +249,10 @@ def _worker_init() -> None:
 
 
 def _executor(settings: SimulateSettings, plans: list[VideoPlan]):
-    total_frames = sum(
-        round(p.seconds * p.camera.fps) * p.camera.width * p.camera.height for p in plans
-    )
+    """Worker processes for a cohort worth it (> ~1000 MicroScan frames); else this process."""
+    pixels = sum(round(p.seconds * p.camera.fps) * p.camera.width * p.camera.height for p in plans)
     workers = settings.workers or min(os.cpu_count() or 1, 4)
-    if workers <= 1 or len(plans) < 2 or total_frames < 200 * 640 * 480:
+    if workers <= 1 or len(plans) < 2 or pixels < 1000 * 640 * 480:
         return _InProcess()
     context = multiprocessing.get_context("spawn")  # safe beside torch and OpenCV threads
     return ProcessPoolExecutor(

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.signal import lfilter
 
 SMALL_VESSEL_UM = 20.0  # consensus cut-off between small vessels and larger ones
 
@@ -63,7 +62,7 @@ def _walk(
     """A smooth random path in µm, 1 µm steps: heading integrates an OU curvature process."""
     n = max(int(length_um), 2)
     a = np.exp(-1.0 / correlation_um)
-    kappa = lfilter([np.sqrt(1 - a * a)], [1, -a], rng.normal(0.0, curvature_sd, n))
+    kappa = _ar1(rng.normal(0.0, curvature_sd, n), a)
     if loop_radius_um is not None:  # a hairpin: turn by ~180 degrees on a tight arc
         arc = int(np.pi * loop_radius_um)
         at = int(rng.integers(0, max(n - arc, 1)))
@@ -71,6 +70,16 @@ def _walk(
     theta = heading + np.cumsum(kappa)
     steps = np.stack([np.cos(theta), np.sin(theta)], axis=1)
     return start_um + np.concatenate([np.zeros((1, 2)), np.cumsum(steps, axis=0)])
+
+
+def _ar1(shocks: np.ndarray, a: float) -> np.ndarray:
+    """Stationary AR(1) series ``k[i] = a k[i-1] + sqrt(1 - a^2) e[i]`` (an OU process)."""
+    out = np.empty_like(shocks)
+    gain, level = np.sqrt(1.0 - a * a), 0.0
+    for i, e in enumerate(shocks.tolist()):
+        level = a * level + gain * e
+        out[i] = level
+    return out
 
 
 def _inside(points: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
