@@ -78,6 +78,16 @@ def test_truth_agrees_with_vessels_json_and_the_fast_path(mixed_cohort):
         if scored.any():  # the MFI follows the flow categories of each quadrant's vessels
             assert np.argmax(quads[scored], 1).mean() == pytest.approx(row.mfi, rel=1e-5)
         assert sum(v["visible"] for v in record["vessels"]) >= row.n_segments
+        visible_length = 0.0
+        for v in record["vessels"]:
+            pts = np.asarray(v["centreline_px"])
+            if not v["visible"] or len(pts) < 2:
+                continue
+            mid = 0.5 * (pts[1:] + pts[:-1])
+            inside = (mid >= 0).all(1) & (mid[:, 0] < record["width"]) & (mid[:, 1] < 120)
+            visible_length += (np.linalg.norm(np.diff(pts, axis=0), axis=1) * inside).sum()
+        length_mm = visible_length * record["um_per_px"] / 1000  # simplified centrelines
+        assert length_mm == pytest.approx(row.total_length_mm, rel=0.05, abs=0.02)
         assert all(not v["visible"] for v in record["vessels"] if v["flow"] == "plasma")
     fast = simulate_truth(
         SimulateSettings(patients=4, videos_per_patient=2, camera="mixed", seed=7, **TINY)
@@ -177,6 +187,21 @@ def test_class_means_move_in_the_documented_directions():
     assert 1000 < normal.mean_velocity_um_per_s < 1600
     # the classes overlap: the most normal-looking septic patient looks normal
     assert patients[patients.label == "septic"].mfi.max() >= 2.75
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**31), st.sampled_from(["microscan", "cytocam"]))
+def test_truth_invariants_hold_for_any_seed(seed, camera):
+    truth = simulate_truth(
+        SimulateSettings(patients=2, videos_per_patient=1, camera=camera, seed=seed, **TINY)
+    )
+    assert (truth.tvd_small_mm_per_mm2 <= truth.tvd_mm_per_mm2 + 1e-9).all()
+    assert (truth.pvd_mm_per_mm2 <= truth.tvd_small_mm_per_mm2 + 1e-9).all()
+    ppv, mfi = truth.ppv_percent.dropna(), truth.mfi.dropna()
+    assert ppv.between(0, 100).all() and mfi.between(0, 3).all()
+    assert (truth.n_segments >= 0).all() and (truth.total_length_mm >= 0).all()
+    area_mm2 = 160 * 120 * (camera_profile(camera).um_per_px / 1000) ** 2
+    np.testing.assert_allclose(truth.total_length_mm / area_mm2, truth.tvd_mm_per_mm2, rtol=1e-9)
 
 
 @settings(max_examples=20, deadline=None)

@@ -64,7 +64,7 @@ def video_truth(
         np.add.at(quadrant_lengths[:, FLOW_SCORE[v.flow]], quadrant, steps)
     scored = quadrant_lengths.sum(axis=1) > 0
     mfi = float(np.argmax(quadrant_lengths[scored], axis=1).mean()) if scored.any() else np.nan
-    ppv = 100.0 * perfused / small if small > 0 else np.nan
+    ppv = 100.0 * (perfused / small) if small > 0 else np.nan
     tvd_small = small * mm_per_px / area_mm2
     return {
         "tvd_mm_per_mm2": total * mm_per_px / area_mm2,
