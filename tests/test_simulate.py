@@ -174,6 +174,16 @@ def test_same_seed_same_cohort_other_seed_other_cohort(tmp_path):
         assert not np.array_equal(read_frames(a / mine)[0], read_frames(c / theirs)[0])
 
 
+def test_worker_processes_make_the_same_cohort(tmp_path, caplog):
+    settings = SimulateSettings(patients=2, videos_per_patient=1, camera="mixed", seed=3, **TINY)
+    simulate_cohort(tmp_path / "one", settings.model_copy(update={"workers": 1}), quiet=True)
+    simulate_cohort(tmp_path / "two", settings.model_copy(update={"workers": 2}), quiet=True)
+    assert "worker processes failed" not in caplog.text  # the pool really ran
+    videos = pd.read_csv(tmp_path / "one/manifest.csv").video.tolist()
+    for name in ("truth.csv", "vessels.json", *videos):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+
+
 def test_class_means_move_in_the_documented_directions():
     truth = simulate_truth(SimulateSettings(patients=20, seed=0))
     patients = truth.drop(columns="video").groupby(["patient_id", "label"]).mean().reset_index()

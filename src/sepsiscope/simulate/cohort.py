@@ -6,10 +6,12 @@ so one seed reproduces every frame and table, and the truth tables do not depend
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -44,6 +46,7 @@ TRUTH_COLUMNS = [
     "ppv_percent", "mfi", "n_segments", "total_length_mm", "mean_velocity_um_per_s",
 ]  # fmt: skip
 _PATIENT, _GEOMETRY, _FLOW, _RENDER, _ASSIGN = range(5)  # random streams
+logger = logging.getLogger(__name__)
 
 
 class SimulateSettings(StageSettings):
@@ -62,7 +65,11 @@ class SimulateSettings(StageSettings):
     width: int | None = Field(None, ge=32, le=4096)
     height: int | None = Field(None, ge=32, le=4096)
     workers: int | None = Field(
-        None, ge=1, le=64, description="processes rendering videos; None: the CPU count (max 4)"
+        None,
+        ge=1,
+        le=64,
+        description="processes rendering videos; None: CPU count (max 4), "
+        "for cohorts over ~1000 frames",
     )
 
 
@@ -249,15 +256,32 @@ def _worker_init() -> None:
 
 
 def _executor(settings: SimulateSettings, plans: list[VideoPlan]):
-    """Worker processes for a cohort worth it (> ~1000 MicroScan frames); else this process."""
+    """Worker processes when asked for, or by default for a cohort worth their start-up
+    (> ~1000 MicroScan frames); else this process."""
     pixels = sum(round(p.seconds * p.camera.fps) * p.camera.width * p.camera.height for p in plans)
     workers = settings.workers or min(os.cpu_count() or 1, 4)
-    if workers <= 1 or len(plans) < 2 or pixels < 1000 * 640 * 480:
+    small = settings.workers is None and pixels < 1000 * 640 * 480
+    if workers <= 1 or len(plans) < 2 or small:
         return _InProcess()
     context = multiprocessing.get_context("spawn")  # safe beside torch and OpenCV threads
     return ProcessPoolExecutor(
         max_workers=min(workers, len(plans)), mp_context=context, initializer=_worker_init
     )
+
+
+def _render_all(executor, plans: list[VideoPlan], out: Path, quiet: bool):
+    truths, records, n_frames = [], {}, 0
+    with executor as pool:
+        done = pool.map(render_video, plans, [out] * len(plans))
+        for plan, (truth, record, frames) in zip(
+            plans,
+            track(done, description="simulating videos", total=len(plans), quiet=quiet),
+            strict=True,
+        ):
+            truths.append(truth)
+            records[plan.video_id] = record
+            n_frames += frames
+    return truths, records, n_frames
 
 
 def simulate_cohort(
@@ -287,17 +311,11 @@ def simulate_cohort(
     layout.videos.mkdir(exist_ok=True)
     layout.masks.mkdir(exist_ok=True)
     plans = plan_cohort(settings)
-    truths, records, n_frames = [], {}, 0
-    with _executor(settings, plans) as pool:
-        done = pool.map(render_video, plans, [out] * len(plans))
-        for plan, (truth, record, frames) in zip(
-            plans,
-            track(done, description="simulating videos", total=len(plans), quiet=quiet),
-            strict=True,
-        ):
-            truths.append(truth)
-            records[plan.video_id] = record
-            n_frames += frames
+    try:
+        truths, records, n_frames = _render_all(_executor(settings, plans), plans, out, quiet)
+    except BrokenProcessPool as exc:  # e.g. a script without a __main__ guard, or no /dev/shm
+        logger.warning("worker processes failed (%s); rendering in this process", exc)
+        truths, records, n_frames = _render_all(_InProcess(), plans, out, quiet)
     manifest = pd.DataFrame(
         [
             {
