@@ -159,7 +159,6 @@ def build_scene(plan: VideoPlan) -> list[Vessel]:
         plan.physiology,
         site_severity=plan.site_severity,
         frame_box=_frame_box(cam),
-        um_per_px=cam.um_per_px,
     )
     return vessels
 

@@ -77,7 +77,6 @@ def assign_flow(
     *,
     site_severity: float,
     frame_box: tuple[float, float, float, float],
-    um_per_px: float,
 ) -> np.ndarray:
     """Set each vessel's flow category and velocity in place; return the quadrant severities.
 
