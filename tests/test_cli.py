@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import click
 import typer
 from typer.testing import CliRunner
 
@@ -12,10 +11,10 @@ from sepsiscope.cli import app
 runner = CliRunner()
 
 
-def _commands(group: click.Group, prefix: tuple[str, ...] = ()):
+def _commands(group, prefix: tuple[str, ...] = ()):
     for name, command in group.commands.items():
         yield (*prefix, name), command
-        if isinstance(command, click.Group):
+        if hasattr(command, "commands"):  # a sub-app such as `store`
             yield from _commands(command, (*prefix, name))
 
 
@@ -33,7 +32,7 @@ def test_every_verb_has_help_text():
 def test_verbs_that_make_something_offer_json():
     root = typer.main.get_command(app)
     for path, command in _commands(root):
-        if isinstance(command, click.Group):
+        if hasattr(command, "commands"):
             continue
         options = {opt for param in command.params for opt in getattr(param, "opts", [])}
         assert "--json" in options, f"`sepsiscope {' '.join(path)}` has no --json"
