@@ -143,7 +143,10 @@ def interpret(
     if not layout.videos.exists():
         raise InputError(f"no measurements in {layout.root}: run `sepsiscope measure` first")
     patients = patient_table(read_table(layout.videos), settings.features)
-    features = [f for f in settings.features if f in patients]
+    # a metric no patient has (e.g. velocity when every vessel was too fast) cannot be imputed
+    features = [f for f in settings.features if f in patients and patients[f].notna().any()]
+    if not features:
+        raise InputError(f"{layout.videos}: no metric was measured in any patient")
     x, y = patients[features].to_numpy(float), patients["y"].to_numpy(int)
     kw = {"folds": settings.folds, "c": settings.c, "seed": settings.seed}
     patients["p_metrics"] = cross_validated_probability(x, y, **kw)

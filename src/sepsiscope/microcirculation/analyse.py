@@ -124,7 +124,7 @@ def analyse_video(
     )
     if {"too_short", "too_dark", "saturated"} & set(flags):
         return Analysis(_empty_metrics(), {}, figures, flags, messages)
-    motion = estimate_motion(frames, um_per_px=um_per_px)
+    motion = estimate_motion(frames, um_per_px=um_per_px, fps=fps)
     registered, valid = apply_motion(frames, motion)
     mean_image = temporal_image(registered)
     flags, messages, figures = check_quality(

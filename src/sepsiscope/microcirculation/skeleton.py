@@ -118,9 +118,10 @@ def _prune_spurs(skeleton: np.ndarray, distance: np.ndarray, spur_px: float, rou
         for coords, start, end in _branches(skeleton):
             if start == end:
                 continue
-            # a side branch shorter than the vessel's width plus a margin is an edge artefact
-            width = distance[tuple(coords.T)].max()
-            if path_length(coords.astype(float)) < max(spur_px, 1.5 * width):
+            # a side branch that barely leaves the vessel it joins is an edge artefact: judge the
+            # length it protrudes beyond that vessel's radius, not its length from the centre
+            node = coords[0] if start else coords[-1]
+            if path_length(coords.astype(float)) - distance[tuple(node)] < spur_px:
                 free = coords[1:] if start else coords[:-1]
                 skeleton[tuple(free.T)] = False
                 pruned = True
@@ -184,7 +185,12 @@ def vessel_segments(
         length_um = max(length_px, 0.0) * um_per_px
         if not (start or end) and length_um < min_length_um:
             continue
-        inner = coords[1:-1] if len(coords) > 4 else coords
+        # pixels within a joined vessel's radius of a junction lie inside that other vessel
+        skip = [int(np.ceil(distance[tuple(coords[k])])) + 1 if joined else 1
+                for k, joined in ((0, start), (-1, end))]  # fmt: skip
+        inner = coords[skip[0] : len(coords) - skip[1]]
+        if len(inner) < 3:
+            inner = coords[len(coords) // 2 - 1 : len(coords) // 2 + 2]
         # a centreline pixel of a w-px-wide mask lies (w + 1) / 2 px from the background; the
         # upper quartile ignores plasma gaps, where a stopped column's lumen is interrupted
         half_width = float(np.percentile(lumen_distance[tuple(inner.T)], 75))

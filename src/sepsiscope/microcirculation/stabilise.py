@@ -8,6 +8,7 @@ so the smooth illumination and the moving red cells weigh little and the vessel 
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import cv2
@@ -57,6 +58,11 @@ def _prepare(frame: np.ndarray, scale: float, crop, highpass_sigma: float, windo
     return (small - background) * window
 
 
+def _shift(image: np.ndarray, dx: float, dy: float, size) -> np.ndarray:
+    matrix = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(image, matrix, size, flags=cv2.INTER_LINEAR)
+
+
 def _central_crop(height: int, width: int, size: int) -> tuple[slice, slice]:
     top, left = max(0, (height - size) // 2), max(0, (width - size) // 2)
     return slice(top, top + min(size, height)), slice(left, left + min(size, width))
@@ -69,13 +75,18 @@ def estimate_motion(
     working_um_per_px: float = 1.0,
     highpass_um: float = 40.0,
     window_um: float = 600.0,
+    fps: float | None = None,
+    reference_s: float = 1.0,
+    min_response: float = 0.05,
+    confident_response: float = 0.3,
 ) -> Motion:
     """Translation of every frame relative to the video's registered mean.
 
-    Two passes: every frame is registered to the mean of all frames, then to the mean of the
-    registered frames. Means average noise and moving red cells away; registering to a single
-    frame would follow the cells of a field with little else in it. The second pass sharpens the
-    reference that drift blurred in the first.
+    Two passes. First every frame is registered to the plain mean of all frames; when drift has
+    smeared that mean (low median peak), to the mean of the previous second of registered frames
+    instead. Then every frame is registered to the mean of all registered frames. Means average
+    noise and moving red cells away: registering to one frame, or to a reference built from few
+    frames of a sparse field, follows the cells instead of the tissue.
 
     Parameters
     ----------
@@ -90,6 +101,15 @@ def estimate_motion(
     window_um : float
         Only a central square of about this side is registered (translation is the same
         everywhere), which bounds the cost on large frames.
+    fps : float, optional
+        Frame rate; with ``reference_s`` sets how many recent frames form the first reference.
+    reference_s : float
+        Length of the running reference of the first pass, s.
+    min_response : float
+        Phase-correlation peaks lower than this are unreliable; the previous shift is kept.
+    confident_response : float
+        When the median peak against the plain mean is lower, drift has smeared that mean and
+        the running reference is used.
 
     Returns
     -------
@@ -108,18 +128,33 @@ def estimate_motion(
     prepared = [_prepare(f, scale, crop, sigma, window) for f in frames]
     shifts = np.zeros((len(frames), 2))
     response = np.zeros(len(frames))
-    # the plain mean blurs moving red cells into uniform columns, so no pass locks onto cells
-    reference = np.mean(prepared, axis=0).astype(np.float32)
-    for _ in range(2):
+    # pass 1a: against the plain mean of all frames, which blurs moving cells into uniform
+    # columns, so the match follows the tissue and not the cells
+    plain = np.mean(prepared, axis=0).astype(np.float32)
+    for i, image in enumerate(prepared):
+        (dx, dy), response[i] = cv2.phaseCorrelate(plain, image)
+        shifts[i] = (dy, dx)
+    if np.median(response) < confident_response:
+        # pass 1b: drift smeared that mean; register each frame to the mean of the previous
+        # ``reference_s`` of registered frames instead (starting from the first second's mean)
+        memory = max(3, int(reference_s * fps)) if fps else 25
+        start = np.mean(prepared[:memory], axis=0).astype(np.float32)
+        recent: deque[np.ndarray] = deque(maxlen=memory)
         for i, image in enumerate(prepared):
+            reference = np.mean(recent, axis=0).astype(np.float32) if len(recent) > 2 else start
             (dx, dy), r = cv2.phaseCorrelate(reference, image)
-            shifts[i] = (dy, dx)
-            response[i] = r
-        total = np.zeros_like(reference)
-        for image, (dy, dx) in zip(prepared, shifts, strict=True):
-            matrix = np.float32([[1, 0, -dx], [0, 1, -dy]])
-            total += cv2.warpAffine(image, matrix, size, flags=cv2.INTER_LINEAR)
-        reference = total / len(prepared)
+            if r < min_response and i > 0:  # no reliable peak: assume the probe did not jump
+                dy, dx = shifts[i - 1]
+            shifts[i], response[i] = (dy, dx), r
+            recent.append(_shift(image, -dx, -dy, size))
+    # pass 2: against the mean of all registered frames, sharp now that drift is undone
+    reference = np.zeros_like(prepared[0])
+    for image, (dy, dx) in zip(prepared, shifts, strict=True):
+        reference += _shift(image, -dx, -dy, size) / len(prepared)
+    for i, image in enumerate(prepared):
+        (dx, dy), r = cv2.phaseCorrelate(reference, image)
+        if r >= min_response:
+            shifts[i], response[i] = (dy, dx), r
     shifts = (shifts - shifts[0]) / scale
     return Motion(shifts, response)
 
