@@ -24,7 +24,7 @@ from sepsiscope.video import probe_video
 # 50 frames at 25 fps, 5 samples/s, k = 2 frames: anchors 0, 5, ..., 45 (t + 2k must exist)
 N_SAMPLED = 10
 BLACK, BLURRED = 20, 30
-FAST = {"backend": "fp32", "block_s": 0.5}
+FAST = {"backend": "fp32", "block_s": 0.5, "batch_size": 8}
 
 
 @pytest.fixture(scope="module")
