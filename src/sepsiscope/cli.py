@@ -477,15 +477,18 @@ def predict_cmd(
         ),
     ],
     backend: Annotated[
-        str | None, typer.Option("--backend", help="auto, fp32 (torch), bf16 or onnx [auto].")
+        str | None,
+        typer.Option("--backend", help="auto, fp32 (torch), bf16 or onnx (default auto)."),
     ] = None,
-    device: Annotated[str | None, typer.Option("--device", help="cpu or cuda [cpu].")] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="cpu or cuda (default cpu).")
+    ] = None,
     annotate: Annotated[
         Path | None,
         typer.Option("--annotate", help="Write an annotated .mp4 (a folder for many videos)."),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Output folder [RUN/predictions].")
+        Path | None, typer.Option("--out", help="Output folder (default RUN/predictions).")
     ] = None,
     realtime: Annotated[
         bool | None,
@@ -495,7 +498,8 @@ def predict_cmd(
         float | None, typer.Option("--seconds", help="Stop a live source after this many s.")
     ] = None,
     rate: Annotated[
-        float | None, typer.Option("--rate", help="Samples per second [the run's ingest rate].")
+        float | None,
+        typer.Option("--rate", help="Samples per second (default: the run's ingest rate)."),
     ] = None,
     fps: Annotated[
         float | None, typer.Option("--fps", help="Frame rate for files without one.")
@@ -527,7 +531,8 @@ def predict_cmd(
 def export_cmd(
     run: Annotated[Path, typer.Argument(help="Run folder with a trained classifier.")],
     out: Annotated[
-        Path | None, typer.Option("--out", help="The .onnx file [RUN/classifier/model.onnx].")
+        Path | None,
+        typer.Option("--out", help="The .onnx file (default RUN/classifier/model.onnx)."),
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -550,20 +555,23 @@ def explain_cmd(
         Path | None, typer.Argument(help="A video to explain (else samples of --store).")
     ] = None,
     store: Annotated[
-        Path | None, typer.Option("--store", help="Frame store [the run's own].")
+        Path | None, typer.Option("--store", help="Frame store (default: the run's own).")
     ] = None,
-    split: Annotated[str | None, typer.Option("--split", help="train, val or test [test].")] = None,
+    split: Annotated[
+        str | None, typer.Option("--split", help="train, val or test (default test).")
+    ] = None,
     n: Annotated[
-        int | None, typer.Option("--n", help="Samples: half highest, half lowest p [8].")
+        int | None, typer.Option("--n", help="Samples: half highest, half lowest p (default 8).")
     ] = None,
     index: Annotated[
         list[int] | None, typer.Option("--index", help="Explain this sample (repeatable).")
     ] = None,
     target: Annotated[
-        str | None, typer.Option("--target", help="predicted, septic or non-septic [predicted].")
+        str | None,
+        typer.Option("--target", help="predicted, septic or non-septic (default predicted)."),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Output folder [RUN/explanations].")
+        Path | None, typer.Option("--out", help="Output folder (default RUN/explanations).")
     ] = None,
     quiet: QuietFlag = False,
     as_json: JsonFlag = False,
