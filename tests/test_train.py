@@ -203,6 +203,9 @@ def test_augmentation_is_seeded_in_range_and_keeps_time_channels_registered():
     assert not torch.equal(out[0], x.float())
     # identical channels stay aligned: only the per-channel sensor noise separates them
     assert (out[0][:, 0] - out[0][:, 2]).abs().mean() < 0.05 * 255
+    on_gpu_path = augment_batch(x.float(), torch.Generator().manual_seed(5))  # tensor-op path
+    assert on_gpu_path.shape == x.shape and 0 <= on_gpu_path.min() <= on_gpu_path.max() <= 255
+    assert (on_gpu_path[:, 0] - on_gpu_path[:, 2]).abs().mean() < 0.05 * 255
 
 
 def test_cli_train_json_and_bad_input_exit_status(store, tmp_path):
