@@ -508,6 +508,9 @@ def predict_cmd(
         float | None,
         typer.Option("--threshold", help="Override the threshold fixed on validation."),
     ] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="CPU threads for inference (1: steadiest live).")
+    ] = None,
     config: ConfigOption = None,
     quiet: QuietFlag = False,
     as_json: JsonFlag = False,
@@ -521,6 +524,7 @@ def predict_cmd(
         settings = PredictSettings.build(
             config, backend=backend, device=device, annotate=annotate, out=out,
             realtime=realtime, max_seconds=seconds, rate_hz=rate, fps=fps, threshold=threshold,
+            threads=threads,
         )  # fmt: skip
         return predict(run, source, settings, quiet=quiet)
 
