@@ -20,7 +20,7 @@ from sepsiscope.models.classifier import (
 )
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     # The test machine is shared: one thread avoids OpenMP oversubscription stalls.
     before = torch.get_num_threads()

@@ -27,7 +27,7 @@ from sepsiscope.train import NonFiniteError, TrainSettings, split_tables, train
 FAST = dict(batch_size=8, precision="fp32", schedule="none", checkpoint_every_n_steps=1)
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     # The test machine is shared: one thread avoids OpenMP oversubscription stalls.
     before = torch.get_num_threads()
@@ -106,6 +106,16 @@ def test_same_seed_gives_identical_weights(store, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     other = train(store, tmp_path / "r2", TrainSettings(epochs=1, seed=1, **FAST), quiet=True)
     assert not torch.equal(_weights(other["model"])["fc.weight"], a["fc.weight"])
+
+
+def test_lazy_store_reading_trains_the_same_model_as_in_memory(store, tmp_path, trained):
+    run, result = trained
+    lazy = TrainSettings(epochs=2, in_memory_limit_gb=0, num_workers=0,
+                         **{**FAST, "schedule": "cosine"})  # fmt: skip
+    lazy_result = train(store, tmp_path / "lazy", lazy, quiet=True)
+    assert not lazy_result["in_memory"] and result["in_memory"]
+    a, b = _weights(lazy_result["model"]), _weights(RunLayout(run).model)
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_run_killed_mid_epoch_resumes_to_the_same_weights(store, tmp_path, monkeypatch):
