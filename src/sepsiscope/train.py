@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from pydantic import Field
@@ -325,6 +325,8 @@ def train(
                         enable_version_counter=False),
         EarlyStopping(MONITOR, mode="max", patience=settings.patience),
     ]  # fmt: skip
+    if not quiet:  # on stderr: stdout stays free for --json
+        callbacks.append(RichProgressBar(console_kwargs={"stderr": True}))
     if quiet:
         for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
             logging.getLogger(name).setLevel(logging.WARNING)
@@ -333,7 +335,7 @@ def train(
         num_nodes=settings.num_nodes, strategy=settings.strategy,
         precision="bf16-mixed" if bf16 else "32-true", callbacks=callbacks,
         logger=CSVLogger(layout.classifier, name="logs"), default_root_dir=layout.classifier,
-        enable_progress_bar=not quiet, enable_model_summary=not quiet, num_sanity_val_steps=0,
+        enable_progress_bar=not quiet, enable_model_summary=False, num_sanity_val_steps=0,
         use_distributed_sampler=False, deterministic=settings.deterministic,
         log_every_n_steps=1, plugins=[_AtomicCheckpointIO()],
     )  # fmt: skip
