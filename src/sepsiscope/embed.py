@@ -239,6 +239,7 @@ def _cache_key(run: RunLayout, index: pd.DataFrame) -> str:
 
 # --- figures ------------------------------------------------------------------------------------
 
+DIAGNOSIS_COLOURS = {"non-septic": "tab:blue", "septic": "tab:red"}
 _COLUMN = {"diagnosis": "label", "patient": "patient_id", "camera": "camera", "cluster": "cluster"}
 
 
@@ -260,7 +261,9 @@ def draw_map(table: pd.DataFrame, by: str, path: Path, *, title: str, ax: Any = 
             table["tsne_y"][mask],
             s=size,
             alpha=0.7,
-            color=cmap(i % cmap.N),
+            color=DIAGNOSIS_COLOURS.get(group, cmap(i % cmap.N))
+            if by == "diagnosis"
+            else cmap(i % cmap.N),
             label=group,
             linewidths=0,
         )
