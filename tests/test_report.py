@@ -172,3 +172,13 @@ def test_empty_run_says_not_run_everywhere(tmp_path):
     assert set(result["sections"].values()) == {"not run"}
     html = (tmp_path / "run" / "report.html").read_text()
     assert "not a medical device" in html and "Synthetic data." not in html
+
+
+def test_a_broken_artifact_costs_only_its_section(tmp_path):
+    run = RunLayout(tmp_path / "run")
+    run.evaluation.mkdir(parents=True)
+    (run.evaluation / "metrics.json").write_text("{ not json")
+    result = report(run.root, ReportSettings(), quiet=True)
+    html = run.report.read_text()
+    assert result["sections"]["evaluation"] == "not run"
+    assert "could not be drawn" in html and "sepsiscope train" in html

@@ -94,13 +94,18 @@ def table(frame: pd.DataFrame, *, digits: int = 3, index: bool = False, cls: str
     head = "".join(f"<th>{esc(c)}</th>" for c in frame.columns)
     rows = []
     for record in frame.itertuples(index=False):
-        cells = "".join(f"<td>{_cell(v, digits)}</td>" for v in record)
+        cells = "".join(_td(_cell(v, digits)) for v in record)
         rows.append(f"<tr>{cells}</tr>")
     attr = f' class="{esc(cls)}"' if cls else ""
     return (
         f'<div class="scroll"><table{attr}><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
+
+
+def _td(text: str) -> str:
+    # short cells stay on one line ("non-septic"); long text (messages, paths) wraps
+    return f'<td class="long">{text}</td>' if len(text) > 48 else f"<td>{text}</td>"
 
 
 def _cell(value: Any, digits: int) -> str:
@@ -196,6 +201,8 @@ h2{border-bottom:1px solid #dde3ea;padding-bottom:6px;color:#1f3a5f}
 h3{margin-bottom:6px;color:#2d4a70}
 table{border-collapse:collapse;font-size:.86em;margin:8px 0}
 th,td{border:1px solid #d5dbe3;padding:4px 8px;text-align:left;vertical-align:top}
+td{white-space:nowrap}
+td.long{white-space:normal;min-width:16em}
 td small{color:#6b7685;white-space:nowrap}
 th{background:#eef2f6}
 tbody tr:nth-child(even){background:#fafbfc}

@@ -30,11 +30,14 @@ def microcirculation(ctx: Context) -> tuple[str, bool]:
     folder = ctx.measurements_dir
     ok = table[table["status"] == "ok"] if "status" in table.columns else table
     present = [m for m in MICRO_METRICS if m in ok.columns and ok[m].notna().any()]
+    failed = folder / "failures.csv"
+    failures = pd.read_csv(failed) if failed.exists() else pd.DataFrame()
+    total = len(table) + len(failures)
     parts = [
         H.note(
-            f"{len(ok)} of {len(table)} videos measured by `sepsiscope measure` (automatic "
-            "segmentation and flow analysis); the others failed a quality check and have no "
-            "numbers. Synthetic videos have ground truth: see docs/ for the validation."
+            f"{len(ok)} of {total} videos measured by `sepsiscope measure` (automatic "
+            f"segmentation and flow analysis); {len(table) - len(ok)} failed a quality check "
+            f"and {len(failures)} could not be analysed (listed below); neither has numbers."
         )
     ]
     if "label" in ok.columns and present:
@@ -49,6 +52,8 @@ def microcirculation(ctx: Context) -> tuple[str, bool]:
         parts.append("<h3>Heterogeneity across sites, per patient</h3>")
         parts.append(H.table(read_table(hi)))
     parts.append(_measure_figures(folder, table, ctx.max_images))
+    if len(failures):
+        parts.append("<h3>Videos that could not be measured</h3>" + H.table(failures))
     keep = [c for c in ("video_id", "patient_id", "label", "site", "camera", "status",
                         "quality_flags", "message") if c in table.columns]  # fmt: skip
     parts.append("<h3>Per video</h3>" + H.table(table[keep + present]))

@@ -18,9 +18,11 @@ demo is a clinical result.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,7 +231,7 @@ def run_demo(
     Returns
     -------
     ``{"report": path, "out_dir", "cohort", "store", "run", "stages": {name: {"status":
-    "done" | "skipped", "seconds"}}, "seconds": total, "patient_auc": {...} | None}``
+    "done" | "skipped", "seconds", "cpu_seconds"}}, "seconds": total, "patient_auc"}``
 
     Example
     -------
@@ -248,17 +250,23 @@ def run_demo(
         finished = previous is not None and stage.artifact(d).exists()
         if finished and not (stage.name == "report" and ran_any):
             _say(f"{tag}: already done, skipped")
-            stages[stage.name] = {"status": "skipped", "seconds": previous["seconds"]}
+            stages[stage.name] = {"status": "skipped", "seconds": previous["seconds"],
+                                  "cpu_seconds": previous.get("cpu_seconds")}  # fmt: skip
             continue
         _say(f"{tag} ...")
-        t0 = time.perf_counter()
-        result = stage.run(d, settings, quiet)
+        t0, cpu0 = time.perf_counter(), _cpu_seconds()
+        with warnings.catch_warnings():  # a library's deprecation notes are not the user's
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+            result = stage.run(d, settings, quiet)
         seconds = round(time.perf_counter() - t0, 1)
+        # CPU time (all threads and child processes) does not depend on what else runs
+        timing = {"seconds": seconds, "cpu_seconds": round(_cpu_seconds() - cpu0, 1)}
         _say(f"{tag}: done in {seconds:.1f} s")
         ran_any = True
-        state["stages"][stage.name] = {"seconds": seconds, "result": result}
+        state["stages"][stage.name] = {**timing, "result": result}
         write_json(d.state, state)  # after every stage, so a killed demo resumes here
-        stages[stage.name] = {"status": "done", "seconds": seconds}
+        stages[stage.name] = {"status": "done", **timing}
     evaluation = state["stages"].get("evaluate", {}).get("result", {})
     result = {
         "report": str(d.run.report),
@@ -298,6 +306,11 @@ def _open_state(d: DemoLayout, settings: DemoSettings, *, overwrite: bool) -> di
     state = {"settings": wanted, "stages": {}, **provenance()}
     write_json(d.state, state)
     return state
+
+
+def _cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def _say(line: str) -> None:

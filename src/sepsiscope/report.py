@@ -143,6 +143,7 @@ def report(
     )
     out = Path(settings.out) if settings.out else run.report
     write_text(out, document)
+    _make_readable(out)
     return {
         "report": str(out),
         "size_bytes": out.stat().st_size,
@@ -151,6 +152,13 @@ def report(
         "store": str(store_dir) if store_dir else None,
         "measurements": str(ctx.measurements_dir) if ctx.measurements_dir else None,
     }
+
+
+def _make_readable(path: Path) -> None:
+    """A report is meant to be shared: readable as the umask allows (temporary files are 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def find_store(run: RunLayout, store: str | None) -> Path | None:
