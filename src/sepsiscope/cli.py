@@ -395,7 +395,7 @@ def demo_cmd(
         "sepsiscope-demo"
     ),
     tiny: Annotated[
-        bool, typer.Option("--tiny", help="A seconds-long smoke test (tiny videos, 1 epoch).")
+        bool, typer.Option("--tiny", help="About a minute: tiny videos, one epoch (a smoke test).")
     ] = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Start an earlier demo folder again.")

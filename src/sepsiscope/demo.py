@@ -41,7 +41,7 @@ DEFAULT_OUT = "sepsiscope-demo"
 class DemoSettings(StageSettings):
     """Sizes of the demo; the defaults fit in 15 minutes on 2 CPU cores.
 
-    ``tiny()`` is a seconds-long preset for CI: a few one-second videos of small frames, one
+    ``tiny()`` is a preset of about a minute for CI: six 1.5-s videos of small frames, one
     epoch. Its figures mean nothing; it only proves that every stage runs end to end.
     """
 
