@@ -255,7 +255,7 @@ def _interval_text(entry: dict[str, Any] | None) -> str:
 def evaluate_cmd(
     run: Annotated[Path, typer.Argument(help="Run folder with a trained classifier.")],
     split: Annotated[
-        str | None, typer.Option("--split", help="Split to judge: test, val or train [test].")
+        str | None, typer.Option("--split", help="Split to judge: test (default), val or train.")
     ] = None,
     bootstrap: Annotated[
         int | None, typer.Option("--bootstrap", help="Patient resamples for intervals [1000].")
