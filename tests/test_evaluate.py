@@ -134,7 +134,11 @@ def test_evaluate_end_to_end_writes_metrics_tables_figures(trained_run):
     for level in LEVELS:
         for m in METRICS:
             assert {"value", "interval", "n_resamples"} <= set(metrics[level][m])
-    assert set(metrics["baseline"]) >= set(LEVELS)
+    assert set(metrics["baseline"]) >= {*LEVELS, "network_minus_baseline", "coefficients"}
+    gain = metrics["baseline"]["network_minus_baseline"]["patient"]["auc"]
+    network = metrics["patient"]["auc"]["value"]
+    assert gain["value"] == pytest.approx(network - metrics["baseline"]["patient"]["auc"]["value"])
+    assert summary["network_minus_baseline_patient_auc"]["value"] == gain["value"]
     threshold = json.loads(run.threshold.read_text())
     assert threshold["threshold"] == summary["threshold"] and threshold["split"] == "val"
     patients = pd.read_parquet(run.evaluation_patients)

@@ -17,6 +17,7 @@ from sepsiscope.metrics import (
     binary_metrics,
     evaluate_levels,
     level_tables,
+    paired_difference,
     patient_resamples,
     patient_scores,
     summarise_folds,
@@ -206,3 +207,15 @@ def test_per_patient_thresholds_for_pooled_out_of_fold_predictions():
     cuts = dict.fromkeys(patients, 0.0) | {patients[1]: 1.01}
     mixed, _ = evaluate_levels(frames, threshold=cuts, n_bootstrap=5)
     assert mixed["patient"]["confusion"] == {"tp": 3, "fn": 1, "fp": 4, "tn": 0}
+
+
+def test_paired_difference_of_a_model_with_itself_is_zero_and_detects_a_better_one():
+    good = _cohort(20, separation=0.3, seed=4)
+    same = paired_difference(good, good, threshold_a=0.5, threshold_b=0.5, n_bootstrap=50)
+    assert same["patient"]["auc"] == {"value": 0.0, "interval": [0.0, 0.0], "n_resamples": 50}
+    noise = good.assign(probability=np.random.default_rng(5).random(len(good)))
+    better = paired_difference(good, noise, threshold_a=0.5, threshold_b=0.5, n_bootstrap=200)
+    low, high = better["patient"]["auc"]["interval"]
+    assert better["patient"]["auc"]["value"] > 0.3 and low > 0
+    with pytest.raises(InputError, match="same patients"):
+        paired_difference(good, _cohort(4), threshold_a=0.5, threshold_b=0.5, n_bootstrap=5)

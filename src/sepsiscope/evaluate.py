@@ -7,7 +7,8 @@ run's model, then writes under ``RUN/evaluation/``:
 - ``metrics.json``: a key per level (``"frame"``, ``"video"``, ``"patient"``), each with accuracy,
   AUC, sensitivity, specificity, precision, F1 and Brier score as ``{"value", "interval",
   "n_resamples"}`` (95 % patient-bootstrap interval); ``"threshold"``, ``"split"``, ``"n"``, and
-  ``"baseline"`` (the same levels for logistic regression on frame statistics);
+  ``"baseline"`` (the same levels for logistic regression on frame statistics, and
+  ``"network_minus_baseline"``: each metric's difference with a paired patient-bootstrap interval);
 - ``frames.parquet``, ``videos.parquet``, ``patients.parquet``: the scores at each level;
 - ``roc.png``, ``confusion.png``, ``reliability.png``.
 
@@ -190,6 +191,19 @@ def evaluate(
     baseline_tables = None
     if settings.baseline:
         baseline, baseline_tables = _baseline(store, tables, settings, quiet=quiet)
+    if baseline_tables is not None:
+        # What the network adds: the same patients drawn for both in each resample.
+        baseline["network_minus_baseline"] = M.paired_difference(
+            eval_frames,
+            baseline_tables["frame"],
+            threshold_a=chosen["threshold"],
+            threshold_b=baseline["threshold"]["threshold"],
+            n_bootstrap=settings.n_bootstrap,
+            seed=settings.seed,
+            video_rule=settings.video_rule,
+            frame_threshold=settings.frame_threshold,
+            confidence=settings.confidence,
+        )
 
     ev = layout.evaluation
     layout.evaluation.mkdir(parents=True, exist_ok=True)
@@ -251,7 +265,14 @@ def evaluate(
         "patient_accuracy": _short(patient["accuracy"]),
         "patient_sensitivity": _short(patient["sensitivity"]),
         "patient_specificity": _short(patient["specificity"]),
-        "baseline_patient_auc": _short(baseline["patient"]["auc"]) if baseline else None,
+        "baseline_patient_auc": (
+            _short(baseline["patient"]["auc"]) if baseline_tables is not None else None
+        ),
+        "network_minus_baseline_patient_auc": (
+            _short(baseline["network_minus_baseline"]["patient"]["auc"])
+            if baseline_tables is not None
+            else None
+        ),
         "notes": notes,
     }
 

@@ -345,6 +345,63 @@ def evaluate_levels(
     return result, tables
 
 
+def paired_difference(
+    frames_a: pd.DataFrame,
+    frames_b: pd.DataFrame,
+    *,
+    threshold_a: float,
+    threshold_b: float,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    video_rule: str = "mean",
+    frame_threshold: float = 0.5,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """Metric of model A minus model B on the same patients, with a paired patient bootstrap.
+
+    Both prediction tables must hold the same patients (e.g. the network and the baseline on one
+    split); each resample draws the same patients for both, so the interval reflects the
+    difference itself, not two independent uncertainties. An interval that excludes 0 says the
+    difference is larger than the patient sampling explains.
+
+    Returns
+    -------
+    ``{level: {metric: {"value", "interval", "n_resamples"}}}``; for the Brier score a negative
+    difference means A is better.
+    """
+    tables_a = level_tables(frames_a, video_rule=video_rule, frame_threshold=frame_threshold)
+    tables_b = level_tables(frames_b, video_rule=video_rule, frame_threshold=frame_threshold)
+    patient_ids = tables_a["patient"]["patient_id"].to_numpy()
+    if set(patient_ids) != set(tables_b["patient"]["patient_id"]):
+        raise InputError("a paired comparison needs both models scored on the same patients")
+    counts = patient_resamples(patient_ids, n_bootstrap=n_bootstrap, seed=seed)
+    alpha = (1 - confidence) / 2
+    out: dict[str, Any] = {}
+    for level in LEVELS:
+        values: dict[str, list[np.ndarray]] = {}
+        for table, cut in ((tables_a[level], threshold_a), (tables_b[level], threshold_b)):
+            y = table["y"].to_numpy(dtype=int)
+            p = table["probability"].to_numpy(dtype=float)
+            member = pd.Index(patient_ids).get_indexer(table["patient_id"])
+            weights = np.vstack([np.ones(len(y)), counts[:, member].astype(float)])
+            for m, v in _weighted_metrics(y, p, weights, cut).items():
+                values.setdefault(m, []).append(v)
+        out[level] = {}
+        for m in METRICS:
+            diff = values[m][0] - values[m][1]
+            point, boot = diff[0], diff[1:]
+            boot = boot[~np.isnan(boot)]
+            defined = not np.isnan(point) and len(boot) > 0
+            out[level][m] = {
+                "value": None if np.isnan(point) else float(point),
+                "interval": [float(np.quantile(boot, alpha)), float(np.quantile(boot, 1 - alpha))]
+                if defined
+                else [None, None],
+                "n_resamples": int(len(boot)),
+            }
+    return out
+
+
 def summarise_folds(fold_metrics: list[Mapping[str, Any]]) -> dict[str, Any]:
     """Mean, standard deviation, min and max of each metric over folds, per level.
 
