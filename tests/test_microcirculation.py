@@ -19,7 +19,7 @@ from sepsiscope.microcirculation import (
     video_metrics,
 )
 from sepsiscope.microcirculation.flow import SegmentFlow
-from sepsiscope.microcirculation.skeleton import Segment, path_length
+from sepsiscope.microcirculation.skeleton import Segment, path_length, vessel_segments
 
 try:  # tests/ is a package in some checkouts and a plain folder in others
     from ._vessel_render import Vessel, arc, line, render, true_length_um
@@ -55,7 +55,10 @@ def test_lengths_diameters_and_classes(scene):
     assert analysis.accepted
     for vessel in vessels:
         segment, _ = _match(analysis, vessel)
-        assert segment.length_um == pytest.approx(true_length_um(vessel), rel=0.15)
+        if vessel.velocity_um_per_s > 0:
+            assert segment.length_um == pytest.approx(true_length_um(vessel), rel=0.15)
+        else:  # a stopped column's ends may be plasma: invisible, so not measurable
+            assert 0.6 * true_length_um(vessel) <= segment.length_um <= true_length_um(vessel)
         assert segment.diameter_um == pytest.approx(vessel.diameter_um, abs=3)
         assert segment.small == (vessel.diameter_um < 20)
 
@@ -183,3 +186,39 @@ def test_bad_quality_is_flagged():
     blurred = np.stack([cv2.GaussianBlur(f, (0, 0), 12) for f in frames])
     assert "blurred" in check_quality(blurred, fps=FPS, um_per_px=1.0)[0]
     assert check_quality(frames, fps=FPS, um_per_px=1.0)[0] == []
+
+
+def _draw(paths: list[np.ndarray], width_px: int, shape=(300, 300)) -> np.ndarray:
+    """A binary mask of thick polylines ``(row, col)`` with round ends, like a vessel's image."""
+    import cv2
+
+    mask = np.zeros(shape, np.uint8)
+    for path in paths:
+        points = np.round(path[:, ::-1] * 16).astype(np.int32)  # (x, y), 4 fractional bits
+        cv2.polylines(mask, [points], False, 255, width_px, cv2.LINE_8, shift=4)
+    return mask > 0
+
+
+@pytest.mark.parametrize("width_px", [5, 7, 9])
+def test_centreline_length_of_known_polylines(width_px):
+    angle = np.linspace(0.2, 2.6, 400)
+    curve = np.stack([150 + 90 * np.sin(angle), 150 + 90 * np.cos(angle)], axis=1)
+    wave = np.stack([np.linspace(40, 260, 400), 60 + 15 * np.sin(np.linspace(0, 4 * np.pi, 400))],
+                    axis=1)  # fmt: skip
+    scenes = {
+        "straight, leaving the field": [line(20, -10, 20, 310)],
+        "oblique": [line(40, 40, 250, 200)],
+        "curved": [curve],
+        "wavy": [wave],
+        "crossing": [line(30, 150, 270, 150), line(150, 30, 150, 270)],
+        "short": [line(100, 100, 100, 118)],
+        "mixed": [line(20, 30, 20, 270), curve, line(40, 60, 120, 140), line(80, 230, 80, 245)],
+    }
+    for name, paths in scenes.items():
+        # truth: centreline length inside the image
+        inside = [p[(p >= 0).all(axis=1) & (p <= 299).all(axis=1)] for p in paths]
+        truth = sum(path_length(p) for p in inside)
+        segments = vessel_segments(_draw(paths, width_px), um_per_px=1.0)
+        measured = sum(s.length_um for s in segments)
+        tolerance = 0.03 if truth > 50 else 0.1  # a short vessel: 10 % is under 2 px
+        assert measured == pytest.approx(truth, rel=tolerance), name

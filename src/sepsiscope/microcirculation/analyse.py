@@ -134,12 +134,16 @@ def analyse_video(
     motion_summary = motion.summary(um_per_px)
     if flags:
         return Analysis(_empty_metrics(), motion_summary, figures, flags, messages)
+    # vessels are found where red cells pass at some time, not only where they are on average
+    dark_image = temporal_image(registered, statistic="dark")
     mask, contrast = segment_vessels(
-        mean_image, um_per_px=um_per_px, valid=valid, diameters_um=diameters_um,
+        dark_image, um_per_px=um_per_px, valid=valid, diameters_um=diameters_um,
         min_contrast=min_contrast,
     )  # fmt: skip
     lumen = lumen_mask(mask, contrast, min_contrast=min_contrast)
-    segments = vessel_segments(mask, um_per_px=um_per_px, lumen=lumen)
+    segments = vessel_segments(
+        mask, um_per_px=um_per_px, lumen=lumen, contrast=contrast, field=valid
+    )
     paths = _flow_paths(segments, ndimage.distance_transform_edt(mask), um_per_px)
     kymos = kymographs(registered, paths)
     background = ~ndimage.binary_dilation(mask, iterations=max(2, round(5 / um_per_px))) & valid

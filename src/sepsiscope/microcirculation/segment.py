@@ -20,9 +20,12 @@ def temporal_image(frames: np.ndarray, *, statistic: str = "mean") -> np.ndarray
     Parameters
     ----------
     frames : (T, H, W) ndarray
-    statistic : {"mean", "median", "min"}
-        ``mean`` keeps every vessel holding red cells at any time; ``median`` ignores passing
-        cells in a vessel that is mostly empty.
+    statistic : {"mean", "dark", "median", "min"}
+        ``mean`` keeps every vessel holding red cells at any time; ``dark`` is the mean minus
+        one temporal standard deviation: where red cells pass only now and then (sparse or fast
+        flow) it is nearly as dark as the cells, while static tissue only shifts by the sensor
+        noise, about uniformly (the flat-field contrast removes that); ``median`` ignores
+        passing cells in a vessel that is mostly empty.
 
     Returns
     -------
@@ -30,11 +33,19 @@ def temporal_image(frames: np.ndarray, *, statistic: str = "mean") -> np.ndarray
     """
     if frames.ndim != 3:
         raise ValueError(f"frames must be (T, H, W), got shape {frames.shape}")
-    if statistic == "mean":
+    if statistic in ("mean", "dark"):
         total = np.zeros(frames.shape[1:], np.float64)
+        squares = np.zeros(frames.shape[1:], np.float64) if statistic == "dark" else None
         for frame in frames:  # no (T, H, W) float copy
+            frame = frame.astype(np.float64)
             total += frame
-        return (total / len(frames)).astype(np.float32)
+            if squares is not None:
+                squares += frame * frame
+        mean = total / len(frames)
+        if squares is None:
+            return mean.astype(np.float32)
+        sd = np.sqrt(np.maximum(squares / len(frames) - mean * mean, 0.0))
+        return (mean - sd).astype(np.float32)
     if statistic == "median":
         return np.median(frames[:: max(1, len(frames) // 50)], axis=0).astype(np.float32)
     if statistic == "min":

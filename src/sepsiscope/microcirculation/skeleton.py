@@ -131,6 +131,64 @@ def _prune_spurs(skeleton: np.ndarray, distance: np.ndarray, spur_px: float, rou
     return skeleton
 
 
+def profile_width_px(
+    contrast: np.ndarray, path: np.ndarray, *, reach_px: float, max_points: int = 40
+) -> float:
+    """Full width at half depth of a dark vessel, px, from profiles across its centreline.
+
+    Parameters
+    ----------
+    contrast : (H, W) float ndarray
+        Flat-field contrast, vessels negative, background about 0.
+    path : (N, 2) float ndarray
+        Centreline ``(row, col)``, about 1 px apart, ends already trimmed out of joined vessels.
+    reach_px : float
+        Profiles run this far to either side (more than the vessel's half-width).
+
+    Returns
+    -------
+    float
+        Median width over up to ``max_points`` profiles; NaN when no profile has a clear edge.
+
+    Notes
+    -----
+    A fixed darkness threshold makes a strongly absorbing vessel look as wide as the blur around
+    it; half of each profile's own depth (FWHM, the usual definition of a vessel's width in an
+    image) does not depend on how dark the vessel is.
+    """
+    if len(path) < 2:
+        return float("nan")
+    tangent = np.gradient(path, axis=0)
+    tangent /= np.maximum(np.hypot(*tangent.T), 1e-9)[:, None]
+    pick = np.unique(np.linspace(0, len(path) - 1, min(max_points, len(path))).astype(int))
+    centre, normal = path[pick], np.stack([-tangent[pick, 1], tangent[pick, 0]], axis=1)
+    step = 0.25
+    offsets = np.arange(-reach_px, reach_px + step / 2, step)
+    coords = centre[:, None, :] + offsets[None, :, None] * normal[:, None, :]
+    profiles = ndimage.map_coordinates(
+        contrast, coords.reshape(-1, 2).T, order=1, mode="nearest"
+    ).reshape(len(pick), len(offsets))
+    near = np.abs(offsets) <= max(1.5, reach_px / 3)  # the ridge lies close to the centreline
+    centre_index = np.flatnonzero(near)[np.argmin(profiles[:, near], axis=1)]
+    depth = profiles[np.arange(len(pick)), centre_index]
+    outer = np.abs(offsets) >= 0.75 * reach_px
+    baseline = np.median(profiles[:, outer], axis=1)
+    half = baseline + 0.5 * (depth - baseline)
+    above = profiles > half[:, None]
+    widths = []
+    for i, c in enumerate(centre_index):
+        right = np.flatnonzero(above[i, c:])
+        left = np.flatnonzero(above[i, : c + 1][::-1])
+        if depth[i] >= baseline[i] or not right.size or not left.size:
+            continue
+        # linear interpolation of the crossing between the last sample below and the first above
+        r, l_ = c + right[0], c - left[0]
+        fr = (half[i] - profiles[i, r - 1]) / (profiles[i, r] - profiles[i, r - 1])
+        fl = (half[i] - profiles[i, l_ + 1]) / (profiles[i, l_] - profiles[i, l_ + 1])
+        widths.append((r - 1 + fr - (l_ + 1 - fl)) * step)
+    return float(np.median(widths)) if widths else float("nan")
+
+
 def vessel_segments(
     mask: np.ndarray,
     *,
@@ -139,6 +197,8 @@ def vessel_segments(
     spur_um: float = 8.0,
     min_length_um: float = 10.0,
     smooth_um: float = 1.0,
+    contrast: np.ndarray | None = None,
+    field: np.ndarray | None = None,
 ) -> list[Segment]:
     """Split a vessel mask's centrelines into segments and measure them.
 
@@ -156,6 +216,13 @@ def vessel_segments(
         Isolated segments shorter than this are dropped as noise.
     smooth_um : float
         Gaussian smoothing of centreline coordinates before measuring length, µm.
+    contrast : (H, W) float ndarray, optional
+        Flat-field contrast (vessels negative): diameters are then the full width at half depth
+        of profiles across the centreline (:func:`profile_width_px`); otherwise, and where no
+        profile has clear edges, twice the distance to the edge of ``lumen``.
+    field : (H, W) bool ndarray, optional
+        The analysed field (the whole image by default); a centreline that stops within a
+        radius of its edge is extended to it.
 
     Returns
     -------
@@ -172,6 +239,8 @@ def vessel_segments(
     if skeleton_image.sum() < 2:
         return []
     distance = ndimage.distance_transform_edt(mask)
+    inside = np.ones(mask.shape, bool) if field is None else field.astype(bool)
+    to_edge = ndimage.distance_transform_edt(np.pad(inside, 1))[1:-1, 1:-1]
     lumen_distance = distance if lumen is None else ndimage.distance_transform_edt(lumen)
     skeleton_image = _prune_spurs(skeleton_image, distance, spur_um / um_per_px)
     segments = []
@@ -179,9 +248,16 @@ def vessel_segments(
         if len(coords) < 2:
             continue
         path = _smooth_path(coords, smooth_um / um_per_px)
-        # a skeleton stops about one radius short of a free end (a vessel's tip or the border)
+        # where a vessel leaves the field the mask is cut square and the skeleton stops about a
+        # radius short of the edge: it is extended to the edge. Inside the field a vessel's tip
+        # is rounded and the skeleton already runs to the centre of the rounded end, where a
+        # centreline ends.
         tips = [p for p, joined in ((coords[0], start), (coords[-1], end)) if not joined]
-        length_px = path_length(path) + sum(float(distance[tuple(p)]) - 0.5 for p in tips)
+        length_px = path_length(path) + sum(
+            max(float(to_edge[tuple(p)]) - 0.5, 0.0)
+            for p in tips
+            if to_edge[tuple(p)] <= distance[tuple(p)] + 1.5
+        )
         length_um = max(length_px, 0.0) * um_per_px
         if not (start or end) and length_um < min_length_um:
             continue
@@ -195,6 +271,12 @@ def vessel_segments(
         # upper quartile ignores plasma gaps, where a stopped column's lumen is interrupted
         half_width = float(np.percentile(lumen_distance[tuple(inner.T)], 75))
         diameter_px = max(1.0, 2 * half_width - 1)
+        if contrast is not None:
+            reach = max(4.0, 3.0 * float(np.percentile(distance[tuple(inner.T)], 75)))
+            fwhm = profile_width_px(contrast, _smooth_path(inner, smooth_um / um_per_px),
+                                    reach_px=reach)  # fmt: skip
+            if np.isfinite(fwhm):
+                diameter_px = max(1.0, fwhm)
         segments.append(Segment(path, length_um, diameter_px * um_per_px))
     return segments
 

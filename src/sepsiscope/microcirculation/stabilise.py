@@ -2,8 +2,8 @@
 
 A translation model is enough for sublingual videos filmed with the probe resting on the tissue:
 the field slides, it barely rotates or zooms within seconds. Each frame is registered to a
-reference (the mean of the first frames) by phase correlation on a downsampled, high-passed copy,
-so the smooth illumination and the moving red cells weigh little and the vessel pattern a lot.
+reference (the mean of the first frames) by phase correlation on a downsampled, band-passed copy
+(illumination and pixel noise removed), so the vessel pattern weighs most.
 """
 
 from __future__ import annotations
@@ -44,10 +44,21 @@ class Motion:
         }
 
 
-def _prepare(frame: np.ndarray, scale: float, crop, highpass_sigma: float, window: np.ndarray):
+def _prepare(
+    frame: np.ndarray,
+    scale: float,
+    crop,
+    highpass_sigma: float,
+    window: np.ndarray,
+    lowpass_sigma: float = 0.0,
+):
     small = cv2.resize(
         frame.astype(np.float32), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA
     )[crop]
+    if lowpass_sigma > 0:
+        # phase correlation whitens the spectrum, so pixel noise and compression blocks weigh as
+        # much as the vessel pattern unless the finest scales are removed first
+        small = cv2.GaussianBlur(small, (0, 0), lowpass_sigma)
     # the illumination estimate is smooth, so a blur of an 8x smaller copy is as good and cheap
     tiny = cv2.resize(small, None, fx=1 / 8, fy=1 / 8, interpolation=cv2.INTER_AREA)
     background = cv2.resize(
@@ -74,6 +85,7 @@ def estimate_motion(
     um_per_px: float,
     working_um_per_px: float = 1.0,
     highpass_um: float = 40.0,
+    lowpass_um: float = 2.5,
     window_um: float = 600.0,
     fps: float | None = None,
     reference_s: float = 1.0,
@@ -98,6 +110,11 @@ def estimate_motion(
         Frames are downsampled to about this pixel size before registration (never upsampled).
     highpass_um : float
         Structures larger than about this size (illumination) are removed before registration.
+    lowpass_um : float
+        When some frame matches with a peak under ``confident_response``, registration is
+        redone after a Gaussian blur of this sd (µm) against pixel noise and compression
+        artefacts, and kept if frames match better (on noisy simulated MJPEG videos, frames
+        otherwise jumped by microns).
     window_um : float
         Only a central square of about this side is registered (translation is the same
         everywhere), which bounds the cost on large frames.
@@ -125,9 +142,30 @@ def estimate_motion(
     crop = _central_crop(max(1, round(h * scale)), max(1, round(w * scale)), side)
     size = (crop[1].stop - crop[1].start, crop[0].stop - crop[0].start)
     window = cv2.createHanningWindow(size, cv2.CV_32F)
-    prepared = [_prepare(f, scale, crop, sigma, window) for f in frames]
-    shifts = np.zeros((len(frames), 2))
-    response = np.zeros(len(frames))
+
+    def prepared_frames(lowpass: float) -> list[np.ndarray]:
+        return [_prepare(f, scale, crop, sigma, window, lowpass) for f in frames]
+
+    shifts, response = _register(prepared_frames(0.0), fps, reference_s, min_response,
+                                 confident_response)  # fmt: skip
+    if response.min() < confident_response and lowpass_um > 0:
+        # some frames did not match confidently: pixel noise and compression blocks, which the
+        # whitening of phase correlation weighs as much as vessels, are the usual reason. The
+        # blurred copy is kept when frames match it better (its median peak is higher); on a
+        # clean image blurring only removes detail and lowers the peaks
+        blurred = _register(prepared_frames(lowpass_um / um_per_px * scale), fps, reference_s,
+                            min_response, confident_response)  # fmt: skip
+        if np.median(blurred[1]) > np.median(response):
+            shifts, response = blurred
+    shifts = (shifts - shifts[0]) / scale
+    return Motion(shifts, response)
+
+
+def _register(prepared, fps, reference_s, min_response, confident_response):
+    """Shifts (px of the prepared frames) and peak heights of the two passes."""
+    size = prepared[0].shape[::-1]
+    shifts = np.zeros((len(prepared), 2))
+    response = np.zeros(len(prepared))
     # pass 1a: against the plain mean of all frames, which blurs moving cells into uniform
     # columns, so the match follows the tissue and not the cells
     plain = np.mean(prepared, axis=0).astype(np.float32)
@@ -155,8 +193,7 @@ def estimate_motion(
         (dx, dy), r = cv2.phaseCorrelate(reference, image)
         if r >= min_response:
             shifts[i], response[i] = (dy, dx), r
-    shifts = (shifts - shifts[0]) / scale
-    return Motion(shifts, response)
+    return shifts, response
 
 
 def apply_motion(
