@@ -128,7 +128,8 @@ def video_metrics(
     small_paths = [p for p, s in zip(paths, small, strict=True) if s]
     small_categories = [c for c, s in zip(category, small, strict=True) if s]
     mfi, quadrants = quadrant_mfi(small_paths, small_categories, field)
-    measured = perfused & np.isfinite(velocity)
+    # red-cell velocity is a capillary measure (like PPV and MFI): venules are left out
+    measured = small & perfused & np.isfinite(velocity)
     mean_velocity = (
         float(np.average(velocity[measured], weights=length_mm[measured]))
         if measured.any()
