@@ -177,14 +177,18 @@ def _register(prepared, fps, reference_s, min_response, confident_response):
         # ``reference_s`` of registered frames instead (starting from the first second's mean)
         memory = max(3, int(reference_s * fps)) if fps else 25
         start = np.mean(prepared[:memory], axis=0).astype(np.float32)
-        recent: deque[np.ndarray] = deque(maxlen=memory)
+        recent: deque[np.ndarray] = deque()
+        running = np.zeros_like(start, dtype=np.float64)  # sum of ``recent``, kept, not redone
         for i, image in enumerate(prepared):
-            reference = np.mean(recent, axis=0).astype(np.float32) if len(recent) > 2 else start
+            reference = (running / len(recent)).astype(np.float32) if len(recent) > 2 else start
             (dx, dy), r = cv2.phaseCorrelate(reference, image)
             if r < min_response and i > 0:  # no reliable peak: assume the probe did not jump
                 dy, dx = shifts[i - 1]
             shifts[i], response[i] = (dy, dx), r
             recent.append(_shift(image, -dx, -dy, size))
+            running += recent[-1]
+            if len(recent) > memory:
+                running -= recent.popleft()
     # pass 2: against the mean of all registered frames, sharp now that drift is undone
     reference = np.zeros_like(prepared[0])
     for image, (dy, dx) in zip(prepared, shifts, strict=True):
