@@ -41,6 +41,9 @@ from sepsiscope.store import FrameStore
 
 log = logging.getLogger(__name__)
 MONITOR = "val_patient_auc"
+# Model selection and early stopping: the validation patients' AUC, ties broken by the frame
+# log-loss (see _selection_score).
+SELECTION = "val_selection_score"
 
 
 class TrainSettings(StageSettings):
@@ -134,6 +137,7 @@ class SepsisModule(L.LightningModule):
         # every rank saw all validation frames, so the values agree; sync_dist only averages them
         self.log(MONITOR, float(auc), prog_bar=True, sync_dist=True)
         self.log("val_frame_auc", float(frame_auc), sync_dist=True)
+        self.log(SELECTION, _selection_score(auc, by_patient["y"], prob, y), sync_dist=True)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         bad = [k for k, v in checkpoint["state_dict"].items()
@@ -154,6 +158,22 @@ class SepsisModule(L.LightningModule):
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, "max", factor=0.5, patience=2)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": MONITOR}}
         return opt
+
+
+def _selection_score(
+    patient_auc: float, patient_y: pd.Series, prob: np.ndarray, y: np.ndarray
+) -> float:
+    """Validation patient AUC minus a tie-breaker smaller than half its resolution.
+
+    With few validation patients the AUC takes few values (steps of 1 / (n_septic x
+    n_non_septic)) and often reaches 1.0 after an epoch or two; among epochs of equal AUC the one
+    with the lower frame log-loss (capped at 1) wins, and no loss can outweigh a real AUC step.
+    """
+    n_pos = int(patient_y.sum())
+    step = 1.0 / max(n_pos * (len(patient_y) - n_pos), 1)
+    p = np.clip(prob, 1e-6, 1 - 1e-6)
+    log_loss = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    return float(patient_auc) - 0.5 * step * min(log_loss, 1.0)
 
 
 def split_tables(store: FrameStore, settings: TrainSettings) -> dict[str, pd.DataFrame]:
@@ -316,14 +336,14 @@ def train(
     bf16 = use_bf16(settings.precision, device)
     ckpts = layout.checkpoints
     callbacks = [
-        ModelCheckpoint(ckpts, "best", monitor=MONITOR, mode="max", save_top_k=1,
+        ModelCheckpoint(ckpts, "best", monitor=SELECTION, mode="max", save_top_k=1,
                         enable_version_counter=False, auto_insert_metric_name=False),
         ModelCheckpoint(ckpts, "last", monitor=None, save_top_k=1, every_n_epochs=1,
                         enable_version_counter=False),
         ModelCheckpoint(ckpts, "last", monitor=None, save_top_k=1,
                         every_n_train_steps=settings.checkpoint_every_n_steps,
                         enable_version_counter=False),
-        EarlyStopping(MONITOR, mode="max", patience=settings.patience),
+        EarlyStopping(SELECTION, mode="max", patience=settings.patience),
     ]  # fmt: skip
     if not quiet:  # on stderr: stdout stays free for --json
         callbacks.append(RichProgressBar(console_kwargs={"stderr": True}))
@@ -384,11 +404,12 @@ def _finish(layout, settings, store, tables, best_cb, trainer, bf16, pos_weight,
         split = pd.concat(tables.values())[["video_id", "row", "patient_id", "split"]]
         with atomic_path(layout.frame_split) as tmp:
             split.to_csv(tmp, index=False)
-    best_auc = best_cb.best_model_score
+    best_auc = None
     last = torch.load(layout.checkpoints / "last.ckpt", map_location="cpu", weights_only=False)
     best_epoch = None
-    if not logs.empty and MONITOR in logs:
-        best_epoch = int(logs.loc[logs[MONITOR].idxmax(), "epoch"])
+    if not logs.empty and SELECTION in logs:
+        best_row = logs.loc[logs[SELECTION].idxmax()]
+        best_epoch, best_auc = int(best_row["epoch"]), best_row[MONITOR]
     result = {
         "run": str(layout.root),
         "model": str(layout.model),
