@@ -45,8 +45,10 @@ class DemoSettings(StageSettings):
     epoch. Its figures mean nothing; it only proves that every stage runs end to end.
     """
 
-    patients: int = Field(24, ge=4)
-    videos_per_patient: int = Field(3, ge=1)
+    # 40 patients x 2 sites rather than the study-like 24 x 3: the same number of videos, but a
+    # test split of 12 patients instead of 4, so the patient-level figures have some meaning.
+    patients: int = Field(40, ge=4)
+    videos_per_patient: int = Field(2, ge=1)
     seconds: float = Field(3.0, gt=0)
     camera: Literal["microscan", "cytocam", "mixed"] = "mixed"
     width: int | None = Field(None, description="override the camera's frame width, px")
@@ -57,6 +59,8 @@ class DemoSettings(StageSettings):
     size: int = Field(224, ge=16, description="side of the stored samples, px")
     min_duration_s: float | None = Field(None, description="Massey duration gate; None = ingest's")
     folds: int = Field(5, ge=0, description="cross-validation folds kept in the store")
+    val: float = Field(0.2, gt=0, lt=1, description="fraction of patients for validation")
+    test: float = Field(0.3, gt=0, lt=1, description="fraction of patients for the test split")
     # classifier
     epochs: int = Field(6, ge=1)
     n_bootstrap: int = Field(1000, ge=0)
@@ -110,7 +114,9 @@ def _ingest(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
     extra = {}
     if s.min_duration_s is not None:
         extra = {"min_duration_s": s.min_duration_s, "optimal_duration_s": s.seconds}
-    settings = IngestSettings(rate_hz=s.rate_hz, size=s.size, seed=s.seed, folds=s.folds, **extra)
+    settings = IngestSettings(
+        rate_hz=s.rate_hz, size=s.size, seed=s.seed, folds=s.folds, val=s.val, test=s.test, **extra
+    )
     try:
         return ingest(d.cohort.manifest, d.store.root, settings, quiet=quiet)
     except PartialFailure as exc:  # a failed video is listed; the others go on
