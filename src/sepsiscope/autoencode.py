@@ -303,6 +303,8 @@ def _write_sweep(
     ax_r2.plot(sweep["bottleneck"], sweep["noise_r2"], "s--", label="uniform noise")
     ax_r2.set(xlabel="bottleneck features (224 px)", ylabel="variance explained (R²)", xscale="log")
     for ax in (ax_ssim, ax_r2):
+        ax.set_xticks(sweep["bottleneck"], [str(b) for b in sweep["bottleneck"]])
+        ax.minorticks_off()
         ax.axvline(recommended, color="grey", lw=0.8)
         ax.legend(fontsize=7)
     fig.suptitle(f"Reconstruction against bottleneck size; recommended {recommended}")

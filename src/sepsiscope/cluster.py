@@ -89,6 +89,7 @@ def cluster(
         "k": settings.k,
         "n_frames": n,
         "feature_dim": int(features.shape[1]),
+        "bottleneck": _bottleneck(run, settings) if source == "autoencoder" else None,
         **scores,
         "map": method,
         "k_sweep": sweep.to_dict(orient="records"),
@@ -164,15 +165,19 @@ def _source(run: RunLayout, settings: ClusterSettings) -> str:
     )
 
 
+def _bottleneck(run: RunLayout, settings: ClusterSettings) -> int:
+    from sepsiscope.autoencode import trained_bottleneck
+
+    return settings.bottleneck or trained_bottleneck(run)
+
+
 def load_features(
     run: RunLayout, source: str, settings: ClusterSettings, *, quiet: bool = False
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Features ``(n, d)`` and their frame index for ``settings.split`` from ``source``."""
     splits = ["train", "val", "test"] if settings.split == "all" else [settings.split]
     if source == "autoencoder":
-        from sepsiscope.autoencode import trained_bottleneck
-
-        layout = run.autoencoder_model(settings.bottleneck or trained_bottleneck(run))
+        layout = run.autoencoder_model(_bottleneck(run, settings))
         if not layout.features.exists():
             raise InputError(
                 f"no autoencoder features at {layout.features}: run "
