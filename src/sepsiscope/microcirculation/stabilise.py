@@ -168,7 +168,9 @@ def _register(prepared, fps, reference_s, min_response, confident_response):
     response = np.zeros(len(prepared))
     # pass 1a: against the plain mean of all frames, which blurs moving cells into uniform
     # columns, so the match follows the tissue and not the cells
-    plain = np.mean(prepared, axis=0).astype(np.float32)
+    plain = np.zeros_like(prepared[0])
+    for image in prepared:  # np.mean of the list would copy all frames into one array first
+        plain += image / len(prepared)
     for i, image in enumerate(prepared):
         (dx, dy), response[i] = cv2.phaseCorrelate(plain, image)
         shifts[i] = (dy, dx)
