@@ -82,3 +82,14 @@ def test_unreadable_files_name_file_and_reason(tmp_path, content, reason):
 def test_missing_file(tmp_path):
     with pytest.raises(VideoError, match="file not found"):
         list(iter_frames(tmp_path / "nope.mp4"))
+
+
+@pytest.mark.parametrize("name", ["clip.avi", "clip.mp4"])
+def test_luma_fast_path_equals_ffmpeg_grey_conversion(tmp_path, name):
+    import av
+
+    frames = np.random.default_rng(1).integers(0, 256, (4, 64, 96)).astype(np.uint8)
+    path = write_video(tmp_path / name, frames, fps=25.0)
+    with av.open(str(path)) as container:
+        reference = np.stack([f.to_ndarray(format="gray") for f in container.decode(video=0)])
+    np.testing.assert_array_equal(read_frames(path), reference)

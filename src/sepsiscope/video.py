@@ -217,7 +217,7 @@ def _iter_container(path: Path, every: int, stop: int | None) -> Iterator[tuple[
                 if stop is not None and index >= stop:
                     break
                 if index % every == 0:
-                    yield index, frame.to_ndarray(format=fmt)
+                    yield index, _grey(frame, fmt)
                 index += 1
         except av.error.FFmpegError as exc:
             if index == 0:
@@ -227,6 +227,26 @@ def _iter_container(path: Path, every: int, stop: int | None) -> Iterator[tuple[
             ) from exc
         if index == 0:
             raise VideoError(f"{path}: no decodable frames")
+
+
+# 8-bit formats whose first plane is the luma, read without a colour conversion (half the cost
+# of decoding otherwise); limited-range ("TV", 16-235) luma is stretched to 0-255 as FFmpeg would.
+_LUMA_FORMATS = frozenset(
+    ("gray", "yuvj420p", "yuvj422p", "yuvj444p", "yuv420p", "yuv422p", "yuv444p", "nv12", "nv21")
+)
+_TV_TO_FULL = np.clip(np.round((np.arange(256) - 16) * 255 / 219), 0, 255).astype(np.uint8)
+
+
+def _grey(frame: av.VideoFrame, fmt: str) -> np.ndarray:
+    """A decoded frame's grey image: its luma plane where possible, else FFmpeg's conversion."""
+    name = frame.format.name
+    if fmt != "gray" or name not in _LUMA_FORMATS:
+        return frame.to_ndarray(format=fmt)
+    plane = frame.planes[0]
+    rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+    luma = rows[: frame.height, : frame.width]
+    full_range = name == "gray" or name.startswith("yuvj") or int(frame.color_range) == 2
+    return luma.copy() if full_range else _TV_TO_FULL[luma]
 
 
 def read_frames(path: str | os.PathLike, *, every: int = 1, stop: int | None = None) -> np.ndarray:
