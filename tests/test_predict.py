@@ -136,6 +136,10 @@ def test_folder_and_manifest_with_a_bad_video(media, tmp_path):
                      quiet=True)  # fmt: skip
     assert [v["patient_id"] for v in result["videos"]] == ["p1", "p2"]
     assert [v["label"] for v in result["videos"]] == ["septic", "non-septic"]
+    (folder / "b.avi").unlink()
+    (folder / "broken.avi").unlink()
+    one = predict(media["run"], folder, PredictSettings(**FAST, out=tmp_path / "o"), quiet=True)
+    assert [v["name"] for v in one["videos"]] == ["a"]  # a folder always gives the list form
 
 
 def test_annotated_video_and_missing_threshold(media, tmp_path, caplog):

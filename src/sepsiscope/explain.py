@@ -167,6 +167,7 @@ class ExplainSettings(StageSettings):
     indices: list[int] | None = Field(None, description="explain these rows instead")
     target: Literal["predicted", "septic", "non-septic"] = "predicted"
     out: Path | None = Field(None, description="output folder; default RUN/explanations")
+    fps: float | None = Field(None, gt=0, description="frame rate of a VIDEO that has none")
 
 
 def _figure(sample: np.ndarray, cam: np.ndarray, title: str) -> Any:
@@ -204,13 +205,17 @@ def _store_samples(run_dir: Path, settings: ExplainSettings) -> tuple[pd.DataFra
     return table, store.read_table(table)
 
 
-def _video_samples(run_dir: Path, video: Path) -> tuple[pd.DataFrame, np.ndarray]:
+def _video_samples(
+    run_dir: Path, video: Path, fps: float | None
+) -> tuple[pd.DataFrame, np.ndarray]:
     from sepsiscope.predict import PredictSettings, predict_stream
     from sepsiscope.sources import file_frames
     from sepsiscope.video import probe_video
 
     model, info = load_run(run_dir)
-    fps = probe_video(video).fps or 25.0
+    fps = fps or probe_video(video).fps
+    if not fps:  # the channel offset and sampling rate are in seconds: a guess would skew them
+        raise InputError(f"{video}: no frame rate in the file; give --fps")
     rows, chunks = [], []
 
     def keep(samples: np.ndarray) -> np.ndarray:
@@ -245,7 +250,7 @@ def explain(
     run_dir = Path(run_dir)
     model, info = load_run(run_dir)
     if video is not None:
-        table, samples = _video_samples(run_dir, Path(video))
+        table, samples = _video_samples(run_dir, Path(video), settings.fps)
     else:
         table, samples = _store_samples(run_dir, settings)
     cam = GradCAM(model, input_mode=info.input_mode)

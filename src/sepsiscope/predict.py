@@ -69,6 +69,11 @@ class PredictSettings(StageSettings):
     out: Path | None = Field(None, description="output folder; default RUN/predictions")
 
 
+def _is_manifest(source: str | os.PathLike) -> bool:
+    path = Path(source)
+    return path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES
+
+
 def _resolve(source: str) -> list[dict[str, Any]]:
     """The videos an INPUT names: ``[{"kind", "spec", "name", **manifest columns}]``."""
     path = Path(source).expanduser()
@@ -77,7 +82,7 @@ def _resolve(source: str) -> list[dict[str, Any]]:
             name = "camera" + source if source.isdigit() else "stream"
             return [{"kind": "live", "spec": source, "name": name}]
         raise InputError(f"{source}: no such file or folder (nor a camera index or stream URL)")
-    if path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
+    if _is_manifest(path):
         from sepsiscope.manifest import read_manifest
 
         table = read_manifest(path, require_files=False)
@@ -319,7 +324,10 @@ def _predict_all(
         run_dir, settings.backend, device=settings.device, batch_size=settings.batch_size
     )
     out_root = Path(settings.out) if settings.out else RunLayout(run_dir).predictions
-    single = len(items) == 1
+    # A file or a camera gives one result; a folder or manifest always the list form, even of one.
+    single = len(items) == 1 and not (Path(source).is_dir() or _is_manifest(source))
+    if len(items) == 1 and not single and Path(items[0]["spec"]) == Path(source):
+        single = True  # a folder of image frames is one video
     results, failures = [], []
     for item in track(items, description="predict", quiet=quiet or single):
         annotate = settings.annotate

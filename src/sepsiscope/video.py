@@ -23,15 +23,15 @@ import av
 import cv2
 import numpy as np
 
-from sepsiscope.errors import SepsiscopeError
+from sepsiscope.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 TIFF_SUFFIXES = (".tif", ".tiff")
 _HIGH_DEPTH_MARKERS = ("16", "12", "10", "48", "64")
 
 
-class VideoError(SepsiscopeError):
-    """A video that cannot be read; the message names the file and the reason."""
+class VideoError(InputError):
+    """A video that cannot be read (a bad input, exit status 2); the message names the file."""
 
 
 @dataclass(frozen=True)
