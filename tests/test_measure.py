@@ -120,3 +120,34 @@ def test_interpret_metrics_and_combined_models(tmp_path):
     assert (layout.interpret / "auc.csv").exists()
     cli = runner.invoke(app, ["interpret", str(layout.root), "--json"])
     assert cli.exit_code == 0 and json.loads(cli.stdout)["models"][0]["n_patients"] == 16
+
+
+def test_interpret_with_few_evaluated_patients_says_to_crossval(tmp_path):
+    layout = _fake_measurements(tmp_path)
+    run = RunLayout(tmp_path / "run")
+    run.evaluation.mkdir(parents=True)
+    pd.DataFrame({"patient_id": ["P00", "P01"], "probability": [0.7, 0.2],
+                  "split": ["test", "test"]}).to_parquet(run.evaluation_patients)  # fmt: skip
+    cli = runner.invoke(app, ["interpret", str(layout.root), "--run", str(run.root)])
+    assert cli.exit_code == 2
+    message = " ".join(cli.output.split())
+    assert "only 2 patients (1 septic, 1 non-septic)" in message
+    assert "sepsiscope crossval --store STORE --out RUN" in message
+    assert "--run CV_DIR" in message
+    with pytest.raises(InputError, match="neither .*oof_patients.parquet.*sepsiscope crossval"):
+        interpret(layout.root, run_dir=tmp_path / "empty")
+
+
+def test_interpret_accepts_a_crossval_folder_itself(tmp_path):
+    layout = _fake_measurements(tmp_path)
+    run = RunLayout(tmp_path / "cv")
+    run.crossval.mkdir(parents=True)
+    patients = pd.DataFrame({"patient_id": [f"P{i:02d}" for i in range(16)]})
+    patients["probability"] = np.where(np.arange(16) % 2 == 0, 0.8, 0.2)  # P00 septic, ranked right
+    patients.to_parquet(run.oof_patients)
+    for given in (run.root, run.crossval):
+        result = interpret(layout.root, run_dir=given)
+        assert result["network_source"] == "crossval out-of-fold"
+        network = result["models"][2]
+        assert network["model"] == "network" and network["n_patients"] == 16
+        assert network["auc"] == pytest.approx(1.0)

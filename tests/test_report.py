@@ -17,6 +17,8 @@ from typer.testing import CliRunner  # noqa: E402
 
 from sepsiscope._io import save_png, write_json, write_table  # noqa: E402
 from sepsiscope.cli import app  # noqa: E402
+from sepsiscope.crossval import CrossvalSettings, crossval  # noqa: E402
+from sepsiscope.evaluate import EvaluateSettings  # noqa: E402
 from sepsiscope.layout import STORE_FORMAT_VERSION, CohortLayout, RunLayout, StoreLayout  # noqa: E402
 from sepsiscope.metrics import evaluate_levels  # noqa: E402
 from sepsiscope.report import ReportSettings, report  # noqa: E402
@@ -25,6 +27,13 @@ from sepsiscope.store import write_sample_array  # noqa: E402
 HOSTILE = "<script>alert(1)</script>"
 PATIENTS = [("p-a", "septic", "train"), (HOSTILE, "septic", "test"),
             ("p-c", "non-septic", "train"), ("p-d", "non-septic", "test")]  # fmt: skip
+# two cross-validation folds, each one septic and one non-septic patient, and their out-of-fold
+# probabilities: fold 0 ranks its pair right, fold 1 wrong (patient AUC 1 and 0, mean 0.5 ± 0.707;
+# pooled AUC 3/4 pairs = 0.75; accuracy at 0.5: 1 and 0.5 over folds, 3 of 4 pooled)
+FOLDS = (("p-a", "p-c"), (HOSTILE, "p-d"))
+OOF_PROBABILITY = {"p-a": 0.8, "p-c": 0.3, HOSTILE: 0.35, "p-d": 0.45}
+# the baseline ranks both folds right
+BASELINE_PROBABILITY = {"p-a": 0.6, "p-c": 0.4, HOSTILE: 0.6, "p-d": 0.4}
 
 
 def _png(path, title="figure"):
@@ -59,6 +68,7 @@ def _store(root, cohort_dir):
     write_table(layout.failures, pd.DataFrame([{"video": "bad.avi", "patient_id": "p-x",
                                                  "reason": "zero-byte file"}]))  # fmt: skip
     splits = {s: [p for p, _, sp in PATIENTS if sp == s] for s in ("train", "val", "test")}
+    splits["folds"] = [list(fold) for fold in FOLDS]
     write_json(layout.splits, splits)
     manifest = pd.DataFrame({"patient_id": [p for p, _, _ in PATIENTS],
                              "video": [v["path"] for v in videos]})  # fmt: skip
@@ -69,7 +79,7 @@ def _store(root, cohort_dir):
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    """A run folder with the artifacts of train, evaluate, embed, autoencode and measure."""
+    """A run folder with the artifacts of train, evaluate, crossval, embed, autoencode, measure."""
     base = tmp_path_factory.mktemp("report")
     cohort = CohortLayout(base / "cohort")
     cohort.videos.mkdir(parents=True)
@@ -103,7 +113,29 @@ def run_dir(tmp_path_factory):
                              "ppv_percent": [70.0, 75.0, 98.0, 97.0],
                              "mfi": [2.1, 2.3, 3.0, 2.9]})  # fmt: skip
     write_table(run.measurements / "videos.parquet", measured)
+    _crossval(run, frames, base / "store")
     return run.root
+
+
+def _crossval(run: RunLayout, frames: pd.DataFrame, store) -> None:
+    """The real ``crossval`` into the same run, on folds whose training and evaluation are done
+    (crossval keeps finished folds), so its metrics.json and tables are exactly what it writes."""
+    for i, fold_patients in enumerate(FOLDS):
+        fold = run.fold(i)
+        fold.classifier.mkdir(parents=True)
+        fold.model.write_bytes(b"")
+        write_json(fold.model_settings, {"store": str(store), "settings": {"fold": i}})
+        held = frames[frames["patient_id"].isin(fold_patients) & frames["usable"]].copy()
+        held["split"] = "test"
+        baseline = held.assign(probability=held["patient_id"].map(BASELINE_PROBABILITY))
+        held["probability"] = held["patient_id"].map(OOF_PROBABILITY)
+        metrics, _ = evaluate_levels(held, threshold=0.5, n_bootstrap=20)
+        base_metrics, _ = evaluate_levels(baseline, threshold=0.5, n_bootstrap=20)
+        document = {**metrics, "threshold": {"threshold": 0.5}, "baseline": base_metrics}
+        write_json(fold.evaluation_metrics, document)
+        write_table(fold.evaluation_frames, held)
+    settings = CrossvalSettings(evaluate=EvaluateSettings(n_bootstrap=50))
+    crossval(store, run.root, settings, quiet=True)
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +147,7 @@ def built(run_dir):
 def test_sections_present_or_marked_not_run(built):
     result, html = built
     assert result["report"].endswith("report.html")
-    for anchor in ("cohort", "training", "evaluation", "embedding", "autoencoder",
+    for anchor in ("cohort", "training", "evaluation", "crossval", "embedding", "autoencoder",
                    "microcirculation", "patients", "provenance"):  # fmt: skip
         assert result["sections"][anchor] == "ok", anchor
         assert f'<section id="{anchor}">' in html
@@ -182,3 +214,57 @@ def test_a_broken_artifact_costs_only_its_section(tmp_path):
     html = run.report.read_text()
     assert result["sections"]["evaluation"] == "not run"
     assert "could not be drawn" in html and "sepsiscope train" in html
+
+
+def _section(html: str, anchor: str) -> str:
+    return re.search(rf'<section id="{anchor}">.*?</section>', html, re.S).group(0)
+
+
+def test_crossval_section_shows_pooled_folds_and_baseline(built):
+    _, html = built
+    body = _section(html, "crossval")
+    assert "2 folds, 4 patients (2 septic, 2 non-septic)" in body
+    # patient level first, then video and frame
+    assert body.index("Patient level") < body.index("Video level") < body.index("Frame level")
+    patient = body[body.index("Patient level") : body.index("Video level")]
+    rows = {r.split("</td>")[0].split(">")[-1]: r for r in patient.split("<tr>")[2:]}
+    auc, accuracy = rows["auc"], rows["accuracy"]
+    assert auc.count("0.750") == 1 and "[" in auc  # pooled, with its interval
+    assert "0.500 ± 0.707" in auc and "0.000 to 1.000 (2 folds)" in auc  # over folds
+    assert "1.000 ± 0.000" in auc  # the baseline ranks both folds right
+    assert accuracy.startswith("<td>accuracy</td><td>0.750") and "0.750 ± 0.354" in accuracy
+    assert "4 / 4" in rows["n (cases / patients)"]
+    assert "Per fold" in body and HOSTILE not in body
+
+
+def test_crossval_beside_train_keeps_the_classifier_and_patients_gain_oof(built, run_dir):
+    _, html = built
+    # the run's own classifier and evaluation are untouched by crossval into the same folder
+    assert (run_dir / "classifier" / "model.safetensors").read_bytes() == b""
+    assert json.loads((run_dir / "evaluation" / "metrics.json").read_text())["split"] == "test"
+    patients = _section(html, "patients")
+    assert "out-of-fold probability" in patients and "0.450" in patients
+    assert "<h3>crossval" in _section(html, "provenance")
+
+
+def test_crossval_only_run(run_dir, tmp_path):
+    import shutil
+
+    run = RunLayout(tmp_path / "cv")
+    for name in ("folds", "crossval"):
+        shutil.copytree(run_dir / name, run.root / name)
+    result = report(run.root, ReportSettings(), quiet=True)
+    # the store is found through the folds' training settings
+    assert result["store"] == str(run_dir.parent / "store")
+    assert result["sections"]["crossval"] == "ok"
+    assert result["sections"]["training"] == result["sections"]["evaluation"] == "not run"
+    html = run.report.read_text()
+    assert "0.500 ± 0.707" in _section(html, "crossval")
+    assert "out-of-fold probability" in _section(html, "patients")
+
+
+def test_missing_crossval_names_its_command(tmp_path):
+    (tmp_path / "run").mkdir()
+    report(tmp_path / "run", ReportSettings(synthetic=False), quiet=True)
+    body = _section((tmp_path / "run" / "report.html").read_text(), "crossval")
+    assert "Not run." in body and "sepsiscope crossval --store STORE --out RUN" in body

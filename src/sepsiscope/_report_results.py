@@ -1,5 +1,5 @@
-"""The report's sections on results per patient: microcirculation metrics, the patient table and
-provenance. Each returns (HTML body, present?)."""
+"""The report's sections on results per patient: cross-validation, microcirculation metrics, the
+patient table and provenance. Each returns (HTML body, present?)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pandas as pd
 
 from sepsiscope import _report_html as H
 from sepsiscope._io import read_json, read_table
-from sepsiscope._report_sections import CLASS_COLOURS, Context, mpl
+from sepsiscope._report_sections import CLASS_COLOURS, Context, _interval, mpl
+from sepsiscope.metrics import LEVELS, METRICS
 
 # consensus metrics shown by class, in this order, when the measurement table has them
 MICRO_METRICS = (
@@ -20,6 +21,97 @@ MICRO_METRICS = (
     "de_backer_per_mm", "n_segments", "total_length_mm", "mean_velocity_um_per_s",
 )  # fmt: skip
 PATIENT_METRICS = ("tvd_mm_per_mm2", "ppv_percent", "pvd_mm_per_mm2", "mfi")
+STAGES_WITH_SETTINGS = (
+    "classifier", "evaluation", "crossval", "embedding", "autoencoder", "clusters",
+)  # fmt: skip
+
+
+def crossval(ctx: Context) -> tuple[str, bool]:
+    """``sepsiscope crossval``'s metrics.json: per level, the pooled out-of-fold value with its
+    interval, mean ± SD over folds and the baseline's mean ± SD; then one row per fold."""
+    path = ctx.run.crossval_metrics
+    if not path.exists():
+        return H.not_run("cross-validation", "sepsiscope crossval --store STORE --out RUN"), False
+    document = read_json(path)
+    pooled, folds = document["pooled"], document["folds"]
+    baseline = document.get("baseline_folds") or {}
+    n_folds = document.get("n_folds", len(document.get("per_fold", [])))
+    n = pooled.get("patient", {}).get("n", {})
+    parts = [
+        H.note(
+            f"{n_folds} folds, {n.get('patients', '?')} patients ({n.get('septic', '?')} septic, "
+            f"{n.get('non_septic', '?')} non-septic). The folds are grouped by patient and "
+            "stratified by label: each patient is held out by exactly one fold, whose model never "
+            "saw it and whose threshold was fixed on that model's own validation patients. "
+            "Pooled: the out-of-fold predictions of all patients together, each called at "
+            "its fold's threshold, with 95 % bootstrap intervals resampling patients. "
+            "Over folds: mean ± SD of the per-fold values (min to max below them)."
+        )
+    ]
+    missing = document.get("patients_without_usable_frames") or []
+    if missing:
+        parts.append(
+            H.warning(f"{len(missing)} patients had no usable frames and no out-of-fold score.")
+        )
+    for level in reversed(LEVELS):  # patient level first: the one that counts
+        if level not in pooled:
+            continue
+        parts.append(f"<h3>{H.esc(level.capitalize())} level</h3>")
+        table = _crossval_table(pooled[level], folds.get(level, {}), baseline.get(level))
+        parts.append(H.table(table))
+    if baseline:
+        parts.append(
+            H.note(
+                "baseline: logistic regression on simple frame statistics, fitted on each fold's "
+                "training patients; mean ± SD over folds."
+            )
+        )
+    per_fold = document.get("per_fold") or []
+    if per_fold:
+        rows = [
+            {
+                "fold": i,
+                "patients": f.get("patient", {}).get("n", {}).get("patients"),
+                **{f"patient {m}": f.get("patient", {}).get(m, {}).get("value")
+                   for m in ("auc", "accuracy", "sensitivity", "specificity")},
+            }
+            for i, f in enumerate(per_fold)
+        ]  # fmt: skip
+        parts.append("<h3>Per fold (patient level, held-out patients)</h3>")
+        parts.append(H.table(pd.DataFrame(rows)))
+    return "".join(parts), True
+
+
+def _spread(entry: Any) -> H.Raw | None:
+    """``mean ± SD`` over folds, the range below it; a dash when no fold had a value."""
+    if not isinstance(entry, dict) or entry.get("mean") is None:
+        return H.Raw("&ndash;")
+    text = f"{entry['mean']:.3f}"
+    if entry.get("std") is not None:
+        text += f" ± {entry['std']:.3f}"
+    if entry.get("min") is not None and entry.get("max") is not None:
+        text += f"<br><small>{entry['min']:.3f} to {entry['max']:.3f}"
+        text += f" ({entry.get('n_folds', '?')} folds)</small>"
+    return H.Raw(text)
+
+
+def _crossval_table(
+    pooled: dict[str, Any], folds: dict[str, Any], baseline: dict[str, Any] | None
+) -> pd.DataFrame:
+    rows = []
+    for m in METRICS:
+        row = {
+            "metric": m,
+            "pooled out-of-fold [95 % interval]": H.Raw(_interval(pooled.get(m))),
+            "network over folds (mean ± SD)": _spread(folds.get(m)),
+        }
+        if baseline:
+            row["baseline over folds (mean ± SD)"] = _spread(baseline.get(m))
+        rows.append(row)
+    n = pooled.get("n", {})
+    cases = f"{n.get('cases')} / {n.get('patients')}"
+    rows.append({"metric": "n (cases / patients)", "pooled out-of-fold [95 % interval]": cases})
+    return pd.DataFrame(rows)
 
 
 def microcirculation(ctx: Context) -> tuple[str, bool]:
@@ -168,6 +260,16 @@ def _patient_table(ctx: Context) -> pd.DataFrame | None:
             verdict = np.where(keep["probability"] >= ctx.threshold, "septic", "non-septic")
             keep["verdict"] = verdict
         parts.append(keep)
+    if ctx.run.oof_patients.exists():
+        oof = read_table(ctx.run.oof_patients)
+        oof["patient_id"] = oof["patient_id"].astype(str)
+        oof = oof.set_index("patient_id")
+        keep = oof[["probability", "fold"]].rename(
+            columns={"probability": "out-of-fold probability", "fold": "held out by fold"}
+        )
+        if not parts:
+            keep.insert(0, "label", oof["label"])
+        parts.append(keep)
     measured = ctx.measurements
     if measured is not None and "patient_id" in measured.columns:
         present = [m for m in PATIENT_METRICS if m in measured.columns]
@@ -189,10 +291,7 @@ def _patient_table(ctx: Context) -> pd.DataFrame | None:
 def provenance(ctx: Context) -> tuple[str, bool]:
     folders = [
         ("store", ctx.store_dir / "store.json" if ctx.store_dir else None),
-        *[
-            (name, getattr(ctx.run, name) / "settings.json")
-            for name in ("classifier", "evaluation", "embedding", "autoencoder", "clusters")
-        ],
+        *[(name, getattr(ctx.run, name) / "settings.json") for name in STAGES_WITH_SETTINGS],
         ("measurements", ctx.measurements_dir / "settings.json" if ctx.measurements_dir else None),
     ]
     parts = []

@@ -99,9 +99,18 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float:
     return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
 
 
+CROSSVAL_HINT = (
+    "run `sepsiscope crossval --store STORE --out RUN` for out-of-fold probabilities of every "
+    "patient, or pass --run CV_DIR of a crossval run"
+)
+
+
 def _network_patients(run_dir: Path) -> tuple[pd.DataFrame, str]:
+    """The network's patient probabilities: a crossval's out-of-fold ones (``run_dir`` a run with
+    ``crossval/``, or its ``crossval/`` folder itself), else the evaluated (test) patients."""
     run = RunLayout(run_dir)
     for path, source in ((run.oof_patients, "crossval out-of-fold"),
+                         (run_dir / run.oof_patients.name, "crossval out-of-fold"),
                          (run.evaluation_patients, "evaluation held-out")):  # fmt: skip
         if path.exists():
             table = read_table(path)
@@ -111,7 +120,9 @@ def _network_patients(run_dir: Path) -> tuple[pd.DataFrame, str]:
                 )
             return table[["patient_id", "probability"]].copy(), source
     raise InputError(
-        f"no patient probabilities in {run_dir}: run `sepsiscope crossval` or `sepsiscope evaluate`"
+        f"no patient probabilities in {run_dir} (neither {run.oof_patients} nor "
+        f"{run.evaluation_patients}): {CROSSVAL_HINT}; or `sepsiscope evaluate RUN` for the "
+        "test patients only"
     )
 
 
@@ -127,7 +138,8 @@ def interpret(
     ----------
     measurements : folder written by :func:`sepsiscope.measure.measure` on a manifest.
     settings : InterpretSettings, optional
-    run_dir : a run with ``crossval`` or ``evaluation`` patient probabilities, optional.
+    run_dir : a run with ``crossval`` or ``evaluation`` patient probabilities (or a crossval's
+        ``crossval/`` folder), optional.
 
     Returns
     -------
@@ -156,8 +168,20 @@ def interpret(
     if run_dir is not None:
         network, source = _network_patients(Path(run_dir))
         joined = patients.merge(network, on="patient_id", how="inner")
-        if len(joined) < 4:
-            raise InputError(f"only {len(joined)} patients are both measured and in {run_dir}")
+        per_class = np.bincount(joined["y"].to_numpy(int), minlength=2)
+        if len(joined) < 4 or per_class.min() < 2:
+            found = (
+                f"only {len(joined)} patients ({per_class[1]} septic, {per_class[0]} non-septic) "
+                f"are both measured and in {run_dir}'s {source} probabilities; the combined model "
+                "needs at least 2 of each class"
+            )
+            if source.startswith("evaluation"):
+                raise InputError(f"{found}. The evaluation holds only the test patients: "
+                                 f"{CROSSVAL_HINT}")  # fmt: skip
+            raise InputError(
+                f"{found}. Check that the measurements and the crossval run share patient_id "
+                "values (the same manifest)"
+            )
         yj = joined["y"].to_numpy(int)
         xj = joined[features].to_numpy(float)
         logit = np.log(np.clip(joined["probability"], 1e-6, 1 - 1e-6))

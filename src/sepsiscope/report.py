@@ -1,4 +1,5 @@
-"""One self-contained HTML report of a run: cohort, training, evaluation, representations, metrics.
+"""One self-contained HTML report of a run: cohort, training, evaluation, cross-validation,
+representations, metrics.
 
 The report gathers what the stages wrote (names in :mod:`sepsiscope.layout`) and never recomputes
 a result. Each section appears when its artifacts exist and otherwise says "not run" with the
@@ -48,6 +49,7 @@ SECTIONS = (
     ("cohort", "Cohort", S.cohort),
     ("training", "Training", S.training),
     ("evaluation", "Evaluation", S.evaluation),
+    ("crossval", "Cross-validation", R.crossval),
     ("embedding", "t-SNE of the network's features", S.embedding),
     ("autoencoder", "Autoencoder reconstructions", S.autoencoder),
     ("clusters", "Clusters", S.clusters),
@@ -162,13 +164,16 @@ def _make_readable(path: Path) -> None:
 
 
 def find_store(run: RunLayout, store: str | None) -> Path | None:
-    """The run's frame store: the given one, else one named in a stage's saved settings, else a
-    ``store`` folder beside or inside the run; None when none is found."""
+    """The run's frame store: the given one, else one named in a stage's (or a cross-validation
+    fold's) saved settings, else a ``store`` folder beside or inside the run; None when none is
+    found."""
     if store is not None:
         StoreLayout(store).require()
         return Path(store)
     candidates: list[Path] = []
-    for settings_file in sorted(run.root.glob("*/settings.json")):
+    # a crossval-only run names its store in each fold's training settings
+    saved_settings = [*run.root.glob("*/settings.json"), *run.folds.glob("fold_*/*/settings.json")]
+    for settings_file in sorted(saved_settings):
         try:
             saved = read_json(settings_file)
         except (OSError, ValueError):
