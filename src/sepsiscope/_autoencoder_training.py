@@ -16,6 +16,7 @@ import torch
 
 from sepsiscope._image_quality import mse_per_image, psnr_per_image, ssim_per_image
 from sepsiscope._io import save_png, write_text
+from sepsiscope._progress import lightning_progress
 from sepsiscope._train_data import StoreData
 from sepsiscope.errors import InputError
 from sepsiscope.layout import AutoencoderLayout
@@ -203,7 +204,7 @@ def fit(
     trainer = L.Trainer(
         max_epochs=settings.epochs,
         precision=resolve_precision(settings.precision),
-        callbacks=[checkpoint],
+        callbacks=[checkpoint, *lightning_progress(quiet)],
         logger=False,
         enable_progress_bar=not quiet,
         enable_model_summary=False,

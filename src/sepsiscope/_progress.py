@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.progress import (
@@ -40,3 +40,15 @@ def track(
         for item in items:
             yield item
             progress.advance(task)
+
+
+def lightning_progress(quiet: bool) -> list[Any]:
+    """Lightning callbacks for a progress bar on stderr (none when ``quiet``).
+
+    Lightning's own bar writes to stdout, which would break ``--json``.
+    """
+    if quiet:
+        return []
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    return [RichProgressBar(console_kwargs={"stderr": True})]

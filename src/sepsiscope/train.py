@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from pydantic import Field
@@ -31,6 +31,7 @@ from sklearn.metrics import roc_auc_score
 
 from sepsiscope._augment import augment_batch
 from sepsiscope._io import atomic_path, write_json
+from sepsiscope._progress import lightning_progress
 from sepsiscope._train_data import StoreData
 from sepsiscope.errors import InputError, SepsiscopeError
 from sepsiscope.inference import use_bf16
@@ -344,9 +345,8 @@ def train(
                         every_n_train_steps=settings.checkpoint_every_n_steps,
                         enable_version_counter=False),
         EarlyStopping(SELECTION, mode="max", patience=settings.patience),
+        *lightning_progress(quiet),
     ]  # fmt: skip
-    if not quiet:  # on stderr: stdout stays free for --json
-        callbacks.append(RichProgressBar(console_kwargs={"stderr": True}))
     if quiet:
         for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
             logging.getLogger(name).setLevel(logging.WARNING)
