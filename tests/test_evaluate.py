@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from sepsiscope.cli import app
 from sepsiscope.errors import InputError
-from sepsiscope.evaluate import EvaluateSettings, judge
+from sepsiscope.evaluate import EvaluateSettings, judge, small_split_note
 from sepsiscope.layout import RunLayout
 from sepsiscope.metrics import LEVELS, METRICS, level_tables
 
@@ -60,6 +60,17 @@ def test_empty_split_is_a_clear_error_and_one_class_gives_null_auc():
     one_class_val = judge(_predictions(3, split="test"), _predictions(2, split="val", one_class=0),
                           EvaluateSettings(n_bootstrap=5))[1]  # fmt: skip
     assert one_class_val["threshold"] == 0.5 and "one class" in one_class_val["reason"]
+
+
+def test_small_splits_are_flagged_as_uninformative():
+    def split(n_septic, n_other):  # two frames per patient
+        ids = [f"s{i}" for i in range(n_septic)] + [f"n{i}" for i in range(n_other)]
+        frames = pd.DataFrame({"patient_id": ids, "y": [1] * n_septic + [0] * n_other})
+        return pd.concat([frames, frames], ignore_index=True)
+
+    note = small_split_note(split(2, 3), "test")
+    assert note.startswith("only 5 test patients (2 septic, 3 non-septic)")
+    assert small_split_note(split(5, 6), "test") is None
 
 
 def test_figures_are_valid_pngs(tmp_path):

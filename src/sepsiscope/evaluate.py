@@ -120,6 +120,27 @@ def choose_threshold(val_frames: pd.DataFrame, settings: EvaluateSettings) -> di
     return chosen
 
 
+MIN_PATIENTS_PER_CLASS = 5
+
+
+def small_split_note(frames: pd.DataFrame, split: str) -> str | None:
+    """A warning when a split holds too few patients of a class for its intervals to mean much.
+
+    Resampling 2-4 patients gives intervals that can be zero-width (every resample the same)
+    or span everything; neither is a measure of the model's accuracy.
+    """
+    by_patient = frames.groupby("patient_id")["y"].first()
+    n_septic = int(by_patient.sum())
+    n_other = len(by_patient) - n_septic
+    if min(n_septic, n_other) >= MIN_PATIENTS_PER_CLASS:
+        return None
+    return (
+        f"only {len(by_patient)} {split} patients ({n_septic} septic, {n_other} non-septic): "
+        f"with fewer than {MIN_PATIENTS_PER_CLASS} of a class the bootstrap intervals are not "
+        "informative (they can be zero-width); use `sepsiscope crossval` for small cohorts"
+    )
+
+
 def judge(
     eval_frames: pd.DataFrame, val_frames: pd.DataFrame, settings: EvaluateSettings
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, pd.DataFrame]]:
@@ -187,6 +208,9 @@ def evaluate(
             "LEAKAGE: the run was split by frame, so the same patients are in training and "
             "evaluation; frame figures are inflated and patient figures are meaningless"
         )
+    small = small_split_note(eval_frames, settings.split)
+    if small:
+        notes.append(small)
     baseline = None
     baseline_tables = None
     if settings.baseline:
