@@ -9,6 +9,7 @@ reference (the mean of the first frames) by phase correlation on a downsampled, 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -144,7 +145,7 @@ def estimate_motion(
     window = cv2.createHanningWindow(size, cv2.CV_32F)
 
     def prepared_frames(lowpass: float) -> list[np.ndarray]:
-        return [_prepare(f, scale, crop, sigma, window, lowpass) for f in frames]
+        return _HalfFrames(_prepare(f, scale, crop, sigma, window, lowpass) for f in frames)
 
     shifts, response = _register(prepared_frames(0.0), fps, reference_s, min_response,
                                  confident_response)  # fmt: skip
@@ -159,6 +160,23 @@ def estimate_motion(
             shifts, response = blurred
     shifts = (shifts - shifts[0]) / scale
     return Motion(shifts, response)
+
+
+class _HalfFrames(Sequence):
+    """Prepared frames stored as float16 (half the memory of the largest array of the
+    registration), handed out as float32 for OpenCV; band-passed grey levels need no more than
+    float16's 3 significant digits."""
+
+    def __init__(self, images: Iterable[np.ndarray]):
+        self._images = [image.astype(np.float16) for image in images]
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [image.astype(np.float32) for image in self._images[index]]
+        return self._images[index].astype(np.float32)
 
 
 def _register(prepared, fps, reference_s, min_response, confident_response):
