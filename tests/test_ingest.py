@@ -217,6 +217,7 @@ def test_dark_video_is_flagged_unusable_and_left_out_of_training(tmp_path):
     result = ingest(write_manifest(manifest, rows), tmp_path / "store", SETTINGS.model_copy(
         update={"workers": 2}), quiet=True)  # fmt: skip
     assert result["videos_unusable"] == 1 and result["samples_unusable"] == 2
+    assert "warning" not in result  # a minority of samples flagged: no alarm
     store = FrameStore(tmp_path / "store")
     dark = store.videos.set_index("video_id").loc["dark"]
     assert dark.illumination_score == 10 and not dark.usable
@@ -235,6 +236,7 @@ def test_cli_ingest_and_store_info(clean, tmp_path):
     result = json.loads(out.stdout)
     assert result["videos"] == 6 and result["samples"] == 6 * 5  # frames 0, 5, ..., 20
     assert result["samples_unusable"] == 30  # 1.2 s videos: Massey duration rejects them
+    assert "duration (6 videos)" in result["warning"] and "min_duration_s" in result["warning"]
     info = runner.invoke(app, ["store", "info", str(tmp_path / "s"), "--json"])
     assert info.exit_code == 0 and json.loads(info.stdout)["quality"]["videos_rejected_duration"]
 

@@ -41,6 +41,7 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import Field
 
+from sepsiscope import frames as fq
 from sepsiscope._io import read_json, write_json, write_table, write_text
 from sepsiscope._progress import track
 from sepsiscope._sampling import SamplingPlan, ingest_video
@@ -242,6 +243,8 @@ def ingest(
         videos_skipped=len(keep_ids), videos_removed=len(removed),
         seconds=round(time.perf_counter() - start, 2),
     )  # fmt: skip
+    if "warning" in result:
+        log.warning("%s", result["warning"])
     if state.failures:
         exc = PartialFailure(
             f"{len(state.failures)} of {len(table)} video(s) could not be ingested: "
@@ -308,7 +311,11 @@ class _State:
     def summary(self) -> dict[str, Any]:
         videos, frames = self._videos_table(), self._frames
         n_usable = int(frames["usable"].sum()) if len(frames) else 0
+        quality = quality_counts(videos, frames) if len(videos) else {}
+        warning = quality_warning(quality, len(frames)) if quality else None
         return {
+            **({"warning": warning} if warning else {}),
+            "quality": quality,
             "videos": len(videos),
             "samples": len(frames),
             "samples_usable": n_usable,
@@ -324,6 +331,44 @@ class _State:
                 for part in ("train", "val", "test")
             },
         }
+
+
+def quality_counts(videos: pd.DataFrame, frames: pd.DataFrame) -> dict[str, int]:
+    """Unusable videos and frames, and how many each Massey score part rejected."""
+    reject = fq.REJECT_SCORE
+    quality = {
+        "videos_unusable": int((~videos["usable"].astype(bool)).sum()) if len(videos) else 0,
+        "frames_unusable": int((~frames["usable"].astype(bool)).sum()) if len(frames) else 0,
+    }
+    for part in ("illumination", "focus", "stability"):
+        column = f"{part}_score"
+        quality[f"frames_rejected_{part}"] = (
+            int((frames[column] >= reject).sum()) if column in frames else 0
+        )
+    for part in ("illumination", "focus", "stability", "duration"):
+        column = f"{part}_score"
+        quality[f"videos_rejected_{part}"] = (
+            int((videos[column] >= reject).sum()) if column in videos else 0
+        )
+    return quality
+
+
+def quality_warning(quality: dict[str, int], n_samples: int) -> str | None:
+    """A message when the quality gate removed more than half of the samples, naming why."""
+    if not n_samples or quality["frames_unusable"] <= n_samples / 2:
+        return None
+    reasons = ", ".join(
+        f"{key.removeprefix('videos_rejected_').removeprefix('frames_rejected_')} "
+        f"({value} {'videos' if key.startswith('videos') else 'frames'})"
+        for key, value in quality.items()
+        if "rejected" in key and value
+    )
+    return (
+        f"the quality gate flagged {quality['frames_unusable']} of {n_samples} samples unusable "
+        f"(rejected for: {reasons or 'a total Massey score >= 10'}); training leaves them out. "
+        "See `sepsiscope store info` and docs/manifest.md: videos under min_duration_s (3 s) "
+        "are rejected, as the consensus asks; set min_duration_s in a --config file to keep them"
+    )
 
 
 def _counts(table: pd.DataFrame, column: str | None = None) -> dict[str, Any]:
@@ -353,21 +398,7 @@ def store_info(store_dir: str | os.PathLike) -> dict[str, Any]:
 
     store = FrameStore(store_dir)
     videos, frames = store.videos, store.frames
-    reject = 10
-    quality: dict[str, Any] = {
-        "videos_unusable": int((~videos["usable"].astype(bool)).sum()) if len(videos) else 0,
-        "frames_unusable": int((~frames["usable"].astype(bool)).sum()) if len(frames) else 0,
-    }
-    for part in ("illumination", "focus", "stability"):
-        column = f"{part}_score"
-        quality[f"frames_rejected_{part}"] = (
-            int((frames[column] >= reject).sum()) if column in frames else 0
-        )
-    for part in ("illumination", "focus", "stability", "duration"):
-        column = f"{part}_score"
-        quality[f"videos_rejected_{part}"] = (
-            int((videos[column] >= reject).sum()) if column in videos else 0
-        )
+    quality = quality_counts(videos, frames)
     frame_counts = _counts(frames)
     frame_counts["usable"] = _counts(frames[frames["usable"].astype(bool)]) if len(frames) else 0
     size = sum(p.stat().st_size for p in store.layout.arrays.rglob("*") if p.is_file())

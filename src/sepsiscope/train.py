@@ -240,7 +240,11 @@ def _check_tables(tables: dict[str, pd.DataFrame], store: FrameStore) -> None:
     for name in ("train", "val"):
         t = tables[name]
         if t.empty:
-            raise InputError(f"{store.root}: the {name} split has no usable frames")
+            raise InputError(
+                f"{store.root}: the {name} split has no usable frames: no patient is assigned to "
+                "it, or ingest's quality gate flagged all its samples (`sepsiscope store info` "
+                "lists the exclusions by reason, e.g. videos under min_duration_s)"
+            )
         labels = set(t["y"].astype(int))
         level = "frames" if name == "train" else "patients"
         if len(labels) < 2:
