@@ -55,6 +55,17 @@ def test_cli_measures_one_video_as_json(videos, tmp_path):
     assert pd.read_parquet(layout.videos).loc[0, "tvd_mm_per_mm2"] == video["tvd_mm_per_mm2"]
 
 
+def test_twelve_bit_data_in_a_16_bit_stack_is_not_too_dark(tmp_path):
+    import tifffile
+
+    scene = [Vessel(line(30, 0, 30, 159), 8, 500), Vessel(line(0, 90, 159, 60), 10, 0)]
+    frames = render(scene, seconds=1.6, seed=4).astype(np.uint16) * 16  # 12-bit range
+    tifffile.imwrite(tmp_path / "deep.tif", frames, photometric="minisblack")
+    settings = MeasureSettings(um_per_px=1.0, fps=25.0)
+    (video,) = measure(tmp_path / "deep.tif", tmp_path / "m", settings, quiet=True)["videos"]
+    assert video["status"] == "ok" and video["n_segments"] >= 2
+
+
 def test_missing_scale_is_an_input_error(videos, tmp_path):
     _, good, _, _ = videos
     result = runner.invoke(app, ["measure", str(good), "--out", str(tmp_path / "m")])
