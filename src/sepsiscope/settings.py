@@ -25,7 +25,7 @@ S = TypeVar("S", bound="StageSettings")
 
 _PACKAGES = (
     "sepsiscope", "torch", "lightning", "numpy", "scipy", "scikit-image", "scikit-learn",
-    "opencv-python-headless", "av", "zarr", "pandas", "openTSNE", "skan",
+    "opencv-python-headless", "av", "zarr", "pandas", "openTSNE",
 )  # fmt: skip
 
 
