@@ -143,9 +143,22 @@ def test_training_writes_figures_history_features_and_resumes(tmp_path):
 
     # Resume one size for a second epoch through the CLI; the first epoch stays as it was.
     before = pd.read_csv(first.history)
-    out = runner.invoke(app, ["autoencode", "--store", str(store), "--out", str(run.root),
-                              "--bottleneck", "288", "--epochs", "2", "--resume",
-                              "--json"])  # fmt: skip  (no --quiet: the bar must stay off stdout)
+    out = runner.invoke(
+        app,
+        [
+            "autoencode",
+            "--store",
+            str(store),
+            "--out",
+            str(run.root),
+            "--bottleneck",
+            "288",
+            "--epochs",
+            "2",
+            "--resume",
+            "--json",
+        ],
+    )  # fmt: skip  (no --quiet: the bar must stay off stdout)
     assert out.exit_code == 0, out.output
     reply = json.loads(out.stdout)
     assert reply["trained"] == [288] and set(reply["models"]) == {"288", "1152"}  # sweep kept

@@ -679,8 +679,9 @@ def export_cmd(
     run_stage(
         lambda: export(run, out=out),
         as_json=as_json,
-        summary=lambda r: f"{r['onnx']} (opset {r['opset']}, max |Δp| vs torch "
-        f"{r['max_abs_diff']:.1e})",
+        summary=lambda r: (
+            f"{r['onnx']} (opset {r['opset']}, max |Δp| vs torch {r['max_abs_diff']:.1e})"
+        ),
     )
 
 
@@ -721,7 +722,13 @@ def explain_cmd(
 
     def go() -> dict[str, Any]:
         settings = ExplainSettings.build(
-            None, store=store, split=split, n=n, indices=index or None, target=target, out=out,
+            None,
+            store=store,
+            split=split,
+            n=n,
+            indices=index or None,
+            target=target,
+            out=out,
             fps=fps,
         )
         return explain(run, settings, video=video, quiet=quiet)
