@@ -24,7 +24,8 @@ from sepsiscope.ingest import IngestSettings, ingest, store_info
 from sepsiscope.store import FrameStore
 from sepsiscope.video import write_video
 
-# Test videos last 1.2 s, which Massey's duration rule rejects; most tests judge the rest.
+# Test videos last 1.2 s, which Massey's duration rule scores unacceptable (it only gates when
+# asked); most tests judge the rest.
 SETTINGS = IngestSettings(folds=3, min_duration_s=0)
 CONFIG_YAML = "folds: 3\nmin_duration_s: 0\n"
 
@@ -235,8 +236,14 @@ def test_cli_ingest_and_store_info(clean, tmp_path):
     assert out.exit_code == 0, out.output
     result = json.loads(out.stdout)
     assert result["videos"] == 6 and result["samples"] == 6 * 5  # frames 0, 5, ..., 20
+    assert result["samples_unusable"] == 0 and "warning" not in result  # duration only scored
+    gated = tmp_path / "gate.yaml"
+    gated.write_text("duration_gate: true\n")
+    args = ["ingest", str(manifest), "--store", str(tmp_path / "g"), "--json", "--quiet"]
+    out = runner.invoke(app, [*args, "--folds", "3", "--every", "5", "--config", str(gated)])
+    result = json.loads(out.stdout)
     assert result["samples_unusable"] == 30  # 1.2 s videos: Massey duration rejects them
-    assert "duration (6 videos)" in result["warning"] and "min_duration_s" in result["warning"]
+    assert "duration (6 videos)" in result["warning"]
     info = runner.invoke(app, ["store", "info", str(tmp_path / "s"), "--json"])
     assert info.exit_code == 0 and json.loads(info.stdout)["quality"]["videos_rejected_duration"]
 

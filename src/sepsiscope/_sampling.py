@@ -34,6 +34,7 @@ class SamplingPlan:
     channel_offset_s: float
     optimal_duration_s: float
     min_duration_s: float
+    duration_gate: bool = False
 
     def step(self, fps: float) -> float:
         if self.every:
@@ -164,7 +165,8 @@ def _score(
         ),
     }
     quality_score = sum(scores.values())
-    video_usable = quality_score < fq.REJECT_SCORE
+    gating = quality_score - (0 if plan.duration_gate else scores["duration_score"])
+    video_usable = gating < fq.REJECT_SCORE
     frames["usable"] = (frames["quality_score"] < fq.REJECT_SCORE) & video_usable
     frames.insert(0, "row", np.arange(len(frames), dtype=np.int64))
     for column in ("label", "y", "patient_id", "video_id"):

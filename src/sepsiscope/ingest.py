@@ -74,7 +74,11 @@ class IngestSettings(StageSettings):
     seed: int = 0
     workers: int = Field(1, ge=1)
     optimal_duration_s: float = Field(5.0, ge=0, description="Massey duration score 0 from here")
-    min_duration_s: float = Field(3.0, ge=0, description="Massey duration: shorter rejects")
+    min_duration_s: float = Field(3.0, ge=0, description="Massey duration: shorter scores 10")
+    # Massey's duration rule judges a recording for flow scoring (MFI needs seconds of video); a
+    # frame of a 2-s clip is as good an input to the frame classifier as one of a 10-s clip. So
+    # the duration score is recorded, and excludes a video from training only when asked.
+    duration_gate: bool = Field(False, description="leave videos under min_duration_s out")
 
     def plan(self) -> SamplingPlan:
         return SamplingPlan(
@@ -85,6 +89,7 @@ class IngestSettings(StageSettings):
             channel_offset_s=self.channel_offset_s,
             optimal_duration_s=self.optimal_duration_s,
             min_duration_s=self.min_duration_s,
+            duration_gate=self.duration_gate,
         )
 
     def sampling(self) -> dict[str, Any]:
@@ -365,9 +370,8 @@ def quality_warning(quality: dict[str, int], n_samples: int) -> str | None:
     )
     return (
         f"the quality gate flagged {quality['frames_unusable']} of {n_samples} samples unusable "
-        f"(rejected for: {reasons or 'a total Massey score >= 10'}); training leaves them out. "
-        "See `sepsiscope store info` and docs/manifest.md: videos under min_duration_s (3 s) "
-        "are rejected, as the consensus asks; set min_duration_s in a --config file to keep them"
+        f"(scored unacceptable for: {reasons or 'a total Massey score >= 10'}); training "
+        "leaves them out. See `sepsiscope store info` and the quality gate in docs/manifest.md"
     )
 
 
