@@ -19,14 +19,7 @@ from sepsiscope.models.classifier import (
     prepare_batch,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The test machine is shared: one thread avoids OpenMP oversubscription stalls.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class _TorchvisionResNet18(nn.Module):

@@ -27,13 +27,7 @@ from sepsiscope.train import NonFiniteError, TrainSettings, split_tables, train
 FAST = dict(batch_size=8, precision="fp32", schedule="none", checkpoint_every_n_steps=1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The test machine is shared: one thread avoids OpenMP oversubscription stalls.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,11 @@ import numpy as np
 from sepsiscope._io import atomic_path, save_png
 from sepsiscope.microcirculation import Analysis
 
-# colour-blind-safe, BGR for OpenCV: continuous blue, sluggish cyan, intermittent orange, none red
+# Okabe-Ito colours (colour-blind safe), BGR for OpenCV: continuous blue, sluggish bluish
+# green, intermittent orange, none vermillion
 CATEGORY_BGR = {
     "continuous": (178, 114, 0),
-    "sluggish": (233, 180, 86),
+    "sluggish": (115, 158, 0),
     "intermittent": (0, 159, 230),
     "none": (0, 94, 213),
 }

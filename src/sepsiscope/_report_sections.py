@@ -229,7 +229,10 @@ def _sample_frames(store: Any, per_class: int = 3) -> str:
         )
         ax.axis("off")
     return "<h3>Stored samples</h3>" + H.image(
-        H.figure_png(fig), "Channel 0 (the frame at t) of one stored sample per patient", wide=True
+        H.figure_png(fig),
+        f"Channel 0 (the frame at t) of one stored sample of each of the first {per_class} "
+        "patients of each class",
+        wide=True,
     )
 
 

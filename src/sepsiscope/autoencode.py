@@ -204,9 +204,11 @@ def identity_check(
         result[f"{name}_psnr_db"] = float(psnr_per_image(batch, recon).mean())
         result[f"{name}_ssim"] = float(ssim_per_image(batch, recon).mean())
         result[f"{name}_r2"] = float(r2_per_image(batch, recon).mean())
-    frame_r2 = max(result["frame_r2"], 1e-6)
-    result["identity_ratio"] = result["noise_r2"] / frame_r2
-    result["identity_like"] = bool(result["identity_ratio"] >= settings.identity_ratio)
+    frame_r2, noise_r2 = result["frame_r2"], result["noise_r2"]
+    # A model that explains no frame variance (R² <= 0) has no meaningful ratio; it is identity-
+    # like only if it still explains some of the noise.
+    result["identity_ratio"] = noise_r2 / frame_r2 if frame_r2 > 0 else None
+    result["identity_like"] = bool(noise_r2 > 0 and noise_r2 >= settings.identity_ratio * frame_r2)
     return result
 
 

@@ -69,6 +69,13 @@ def _root(
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Lightning logs through handlers of its own: without --verbose its INFO lines (devices found,
+    # tips about its cloud services) are noise; with it, they should not print twice.
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        engine_log = logging.getLogger(name)
+        engine_log.propagate = False
+        if not verbose:
+            engine_log.setLevel(logging.WARNING)
 
 
 @app.command("simulate")

@@ -55,19 +55,19 @@ class DemoSettings(StageSettings):
     height: int | None = Field(None, description="override the camera's frame height, px")
     seed: int = 0
     # ingest
-    rate_hz: float = Field(2.0, gt=0, description="stored samples per second of video")
+    rate_hz: float = Field(4.0, gt=0, description="stored samples per second of video")
     size: int = Field(224, ge=16, description="side of the stored samples, px")
     min_duration_s: float | None = Field(None, description="Massey duration gate; None = ingest's")
     folds: int = Field(5, ge=0, description="cross-validation folds kept in the store")
     val: float = Field(0.2, gt=0, lt=1, description="fraction of patients for validation")
     test: float = Field(0.3, gt=0, lt=1, description="fraction of patients for the test split")
     # classifier
-    epochs: int = Field(6, ge=1)
+    epochs: int = Field(15, ge=1)
     n_bootstrap: int = Field(1000, ge=0)
     # representations
     perplexity: float = Field(30.0, gt=0, description="t-SNE perplexity (embed and cluster)")
     tsne_iterations: int = Field(500, ge=50, description="t-SNE optimisation steps of embed")
-    autoencoder_epochs: int = Field(4, ge=1)
+    autoencoder_epochs: int = Field(10, ge=1)
     bottleneck: int = 1152
     k: int = Field(2, ge=2)
     k_max: int = Field(6, ge=2, description="largest k of the cluster sweep")

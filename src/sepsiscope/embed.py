@@ -181,7 +181,8 @@ def frame_index(store: FrameStore, split: str) -> pd.DataFrame:
     table = store.samples(split)
     videos = store.videos
     cameras = videos.set_index("video_id")["camera"] if "camera" in videos else pd.Series()
-    table["camera"] = table["video_id"].map(cameras).fillna("unknown").astype(str)
+    camera = table["video_id"].map(cameras).fillna("").astype(str).str.strip()
+    table["camera"] = camera.where(camera != "", "unknown")  # a manifest may leave it empty
     if "label" not in table:
         table["label"] = np.where(table["y"] == 1, "septic", "non-septic")
     return table.reindex(columns=list(INDEX_COLUMNS)).reset_index(drop=True)
