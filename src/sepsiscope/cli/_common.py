@@ -1,0 +1,79 @@
+"""The command line's shared parts: the app, common flags, and how results and errors print.
+
+Exit status: 0 success; 1 a stage failed; 2 a bad argument or input; 3 the stage finished but some
+inputs (videos) failed, which are listed. ``--json`` prints one JSON object on stdout naming what
+was written and the key figures; progress and logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sepsiscope import __version__
+from sepsiscope._io import to_json
+from sepsiscope.errors import PartialFailure, SepsiscopeError
+
+app = typer.Typer(
+    help="Sepsis detection research on sublingual dark-field microcirculation videos. "
+    "For research only, not for diagnosis.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # reflows the verbs' docstrings instead of keeping their breaks
+)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+QuietFlag = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="YAML file of settings (flags override it).")
+]
+
+
+def run_stage(fn: Callable[[], dict[str, Any]], *, as_json: bool, summary: Callable[[dict], str]):
+    """Call a library function, print its result and turn known errors into an exit status."""
+    try:
+        result = fn()
+    except PartialFailure as exc:
+        result = getattr(exc, "result", None)
+        if result is not None:
+            typer.echo(to_json(result) if as_json else summary(result))
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except SepsiscopeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    typer.echo(to_json(result) if as_json else summary(result))
+    return result
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sepsiscope {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Lightning logs through handlers of its own: without --verbose its INFO lines (devices found,
+    # tips about its cloud services) are noise; with it, they should not print twice.
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        engine_log = logging.getLogger(name)
+        engine_log.propagate = False
+        if not verbose:
+            engine_log.setLevel(logging.WARNING)
