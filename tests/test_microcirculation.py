@@ -222,3 +222,27 @@ def test_centreline_length_of_known_polylines(width_px):
         measured = sum(s.length_um for s in segments)
         tolerance = 0.03 if truth > 50 else 0.1  # a short vessel: 10 % is under 2 px
         assert measured == pytest.approx(truth, rel=tolerance), name
+
+
+def _kymograph_flow(profile_of_t, *, n_frames=50, length=60, sigma=3.0, seed=0):
+    """segment_flow on a kymograph ``profile_of_t(t) -> (length,)`` plus sensor noise."""
+    from sepsiscope.microcirculation.flow import _dynamic, _smooth, segment_flow
+
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(0, sigma, (n_frames, length))
+    unit = float(np.mean(_dynamic(_smooth(rng.normal(0, sigma, (n_frames, length)))) ** 2))
+    kymograph = np.stack([profile_of_t(t) for t in range(n_frames)]) + noise
+    return segment_flow(kymograph, fps=25.0, um_per_px=1.0, noise_variance=unit)
+
+
+def test_uniform_still_column_is_blurred_fast_flow_but_a_static_barcode_is_stopped():
+    s = np.arange(60)
+    barcode = 120 + 40 * (np.sin(2 * np.pi * s / 12) > 0)  # cells and plasma gaps, 12 µm period
+    stopped = _kymograph_flow(lambda t: barcode.astype(float))
+    assert stopped.category == "none" and stopped.velocity_um_per_s == 0
+    blurred = _kymograph_flow(lambda t: np.full(60, 90.0))  # fast flow: a uniform dark column
+    assert blurred.category == "continuous" and np.isnan(blurred.velocity_um_per_s)
+    cells = 120 + 40 * (np.random.default_rng(1).random(200) > 0.5)  # an irregular train of cells
+    moving = _kymograph_flow(lambda t: cells[100 - 2 * t : 160 - 2 * t].astype(float))
+    assert moving.category == "sluggish"  # 2 px/frame at 25 fps and 1 µm/px: 50 µm/s
+    assert moving.velocity_um_per_s == pytest.approx(50, rel=0.2)

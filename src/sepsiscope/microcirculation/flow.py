@@ -17,6 +17,14 @@ the velocity. Two questions are asked of each time window (0.5 s by default):
    frame cannot be followed; such flow is detected (question 1) but its velocity is reported as
    missing (NaN), not guessed.
 
+A window in which nothing moves is told apart by the column's look over the window. Stopped
+cells leave a static "barcode" of cells and plasma gaps along the centreline; fast flow blurs into
+a uniform dark column, which moves just as little from frame to frame (a capillary without red
+cells is invisible and never segmented). So a still window whose time-averaged profile along the
+centreline has no texture above the noise (:func:`_static_texture`, below
+``uniform_texture_to_noise`` times the noise variance) counts as flowing, too fast to follow: its
+velocity is missing, not zero.
+
 Categories (consensus, De Backer 2007 and Ince 2018), with the thresholds of :class:`FlowCriteria`:
 ``none`` moves in less than 10 % of the time; ``intermittent`` moves in some windows but stands
 still at least half of the time; ``sluggish`` moves most of the time slower than
@@ -49,6 +57,8 @@ class FlowCriteria:
     sluggish_below_um_per_s: float = 300.0
     none_below_fraction: float = 0.1
     intermittent_below_fraction: float = 0.9
+    uniform_texture_to_noise: float = 1.0
+    texture_scale_um: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -114,6 +124,19 @@ def _dynamic(window: np.ndarray) -> np.ndarray:
 def _smooth(kymograph: np.ndarray) -> np.ndarray:
     # a light smoothing along s suppresses pixel noise without blurring cells (about 7 µm)
     return ndimage.gaussian_filter1d(kymograph.astype(np.float32), 0.7, axis=1)
+
+
+def _static_texture(window: np.ndarray, *, um_per_sample: float, scale_um: float) -> float:
+    """Variance along the centreline of a window's time-averaged profile, trends removed.
+
+    Profile changes longer than about ``2 * scale_um`` (illumination, junctions, the vessel's
+    ends) are removed with a Gaussian of ``scale_um``; what is left is the cell-and-gap pattern.
+    """
+    profile = window.mean(axis=0)
+    if profile.size < 3:
+        return float("inf")  # too short to tell a barcode from a uniform column
+    trend = ndimage.gaussian_filter1d(profile, max(1.0, scale_um / um_per_sample), mode="nearest")
+    return float(np.var(profile - trend))
 
 
 def _window_bounds(n_frames: int, fps: float, window_s: float) -> np.ndarray:
@@ -238,6 +261,13 @@ def segment_flow(
     for i in np.flatnonzero((ratio > 1) & ~moving):
         lag = _displacements([dyn[i]], 1, max(3, int(0.5 * length)))
         moving[i] = bool(lag) and lag[0][2] >= criteria.min_coherence
+    blurred = np.zeros_like(moving)
+    for i in np.flatnonzero(~moving):
+        a, b = bounds[i], bounds[i + 1]
+        texture = _static_texture(
+            kymograph[a:b], um_per_sample=um_per_sample, scale_um=criteria.texture_scale_um
+        )
+        blurred[i] = texture < criteria.uniform_texture_to_noise * max(noise_variance, 1e-6)
     velocity = float("nan")
     if moving.any():
         max_lag = max(1, min(int(round(criteria.max_lag_s * fps)), per_window - 1))
@@ -260,7 +290,9 @@ def segment_flow(
             velocity = abs(px_per_frame) * um_per_sample * fps
             if velocity < criteria.stopped_below_um_per_s:
                 moving[:] = False  # coherent change without displacement: not flow
-    fraction = float(moving.mean())
+    if blurred.any() and not moving.any():
+        velocity = float("nan")  # only blurred (too fast) flow: no streak to measure
+    fraction = float((moving | blurred).mean())
     if fraction < criteria.none_below_fraction:
         category = "none"
         velocity = 0.0
