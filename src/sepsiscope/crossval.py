@@ -92,7 +92,15 @@ def crossval(
             train(store_dir, fold.root, TrainSettings.build(**{**settings.train, "fold": i}),
                   quiet=quiet)  # fmt: skip
         if settings.overwrite or not fold.evaluation_metrics.exists():
-            evaluate(fold.root, judge_settings, quiet=quiet)
+            # A fold's test part is small by design ("use crossval" would be advice in a loop);
+            # its notes stay in the fold's metrics.json, the pooled figures are what to read.
+            evaluate_log = logging.getLogger("sepsiscope.evaluate")
+            level = evaluate_log.level
+            evaluate_log.setLevel(logging.ERROR)
+            try:
+                evaluate(fold.root, judge_settings, quiet=quiet)
+            finally:
+                evaluate_log.setLevel(level)
         document = read_json(fold.evaluation_metrics)
         held_out = set(map(str, fold_lists[i]))
         frames = pd.read_parquet(fold.evaluation_frames)

@@ -75,7 +75,12 @@ def embed(
     features, index = split_features(
         run, store, settings.split, batch_size=settings.batch_size, quiet=quiet
     )
-    R.usable_perplexity(len(features), settings.perplexity)  # fail before the slow steps
+    try:  # fail before the slow steps
+        R.usable_perplexity(len(features), settings.perplexity)
+    except InputError as exc:
+        raise InputError(
+            f"the {settings.split} split: {exc}; map a larger split (--split train or test)"
+        ) from exc
     scores = R.separation_scores(
         features, index["label"], index["patient_id"], k=settings.k_neighbours, seed=settings.seed
     )

@@ -386,6 +386,8 @@ def summary_text(result: dict[str, Any]) -> str:
             f"{r['verdict']} (threshold {r['threshold']:.2f}; {r['frames_used']} frames used, "
             f"{r['frames_skipped']} skipped; table {r['table']})"
         )
+        if r.get("decided") is False:
+            line += "; UNDECIDED: the interval straddles the threshold"
         if r.get("latency"):
             line += f"; latency median {r['latency']['median_ms']:.0f} ms"
         lines.append(line)
