@@ -66,6 +66,18 @@ def test_twelve_bit_data_in_a_16_bit_stack_is_not_too_dark(tmp_path):
     assert video["status"] == "ok" and video["n_segments"] >= 2
 
 
+def test_flag_gives_the_scale_a_manifest_lacks(videos, tmp_path):
+    _, good, _, _ = videos
+    manifest = tmp_path / "manifest.csv"
+    pd.DataFrame({"patient_id": ["p1"], "video": [str(good)], "label": ["septic"]}).to_csv(
+        manifest, index=False
+    )
+    with pytest.raises(InputError, match="no µm/px"):
+        measure(manifest, tmp_path / "m", MeasureSettings(), quiet=True)
+    result = measure(manifest, tmp_path / "m", MeasureSettings(um_per_px=1.0), quiet=True)
+    assert result["videos"][0]["status"] == "ok"
+
+
 def test_missing_scale_is_an_input_error(videos, tmp_path):
     _, good, _, _ = videos
     result = runner.invoke(app, ["measure", str(good), "--out", str(tmp_path / "m")])

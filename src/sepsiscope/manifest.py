@@ -103,7 +103,9 @@ def _number(table: pd.DataFrame, column: str, problems: list[str]) -> tuple[pd.S
     return values.where(~bad).astype(float), bad
 
 
-def read_manifest(path: str | os.PathLike, *, require_files: bool = True) -> pd.DataFrame:
+def read_manifest(
+    path: str | os.PathLike, *, require_files: bool = True, require_scale: bool = True
+) -> pd.DataFrame:
     """Read and validate a manifest.
 
     Parameters
@@ -111,6 +113,8 @@ def read_manifest(path: str | os.PathLike, *, require_files: bool = True) -> pd.
     path : CSV or Parquet file.
     require_files : when True, a video missing on disk is a validation error; ingest passes False
         and records missing files as failures instead, so that the other videos still ingest.
+    require_scale : when True, a row without um_per_px (given or from a known camera) is an error;
+        measure and predict pass False and apply their own flags (or need no scale) instead.
 
     Returns
     -------
@@ -175,7 +179,7 @@ def read_manifest(path: str | os.PathLike, *, require_files: bool = True) -> pd.
     from_camera = pd.Series([camera_um_per_px(c) if c else None for c in camera], dtype=float)
     um_per_px = um_per_px.fillna(from_camera)
     no_scale = table.index[um_per_px.isna() & ~um_bad]
-    if len(no_scale):
+    if len(no_scale) and require_scale:
         rows = [f"row {i + 2} ({video[i] or '?'}, camera {camera[i] or 'not given'})" for i in
                 no_scale]  # fmt: skip
         problems.append(

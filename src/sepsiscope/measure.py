@@ -68,7 +68,7 @@ def _video_table(input_path: Path, settings: MeasureSettings) -> pd.DataFrame:
     if input_path.is_file() and input_path.suffix.lower() in MANIFEST_SUFFIXES:
         from sepsiscope.manifest import read_manifest
 
-        table = read_manifest(input_path, require_files=False)
+        table = read_manifest(input_path, require_files=False, require_scale=False)
     else:
         if not input_path.exists():
             raise InputError(f"{input_path}: no such video or manifest")

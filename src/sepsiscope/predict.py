@@ -85,7 +85,7 @@ def _resolve(source: str) -> list[dict[str, Any]]:
     if _is_manifest(path):
         from sepsiscope.manifest import read_manifest
 
-        table = read_manifest(path, require_files=False)
+        table = read_manifest(path, require_files=False, require_scale=False)
         return [
             {
                 "kind": "file",
