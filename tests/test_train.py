@@ -82,7 +82,9 @@ def test_final_model_is_the_best_checkpoint_and_reproduces_its_val_auc(trained, 
     assert settings.input_mode == "time" and not model.training
     frames = FrameStore(store)
     predicted = predict_store(model, settings, frames, frames.samples("val"), precision="fp32")
-    by_patient = predicted.groupby("patient_id")[["probability", "y"]].mean()
+    # the patient score of `evaluate`: mean of each video, then of the patient's videos
+    by_video = predicted.groupby(["patient_id", "video_id"])[["probability", "y"]].mean()
+    by_patient = by_video.groupby("patient_id").mean()
     auc = roc_auc_score(by_patient["y"], by_patient["probability"])
     assert auc == pytest.approx(result["best_val_patient_auc"], abs=1e-6)
     samples = frames.read_table(frames.samples("val").head(5))

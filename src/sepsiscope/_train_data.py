@@ -69,24 +69,24 @@ class EpochBatches(Sampler):
 
 
 class MemorySamples(Dataset):
-    """Samples held in memory; item = a whole batch ``(x uint8, y float, patient index int)``."""
+    """Samples held in memory; item = a whole batch ``(x uint8, y float, video index int)``."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, patient: torch.Tensor) -> None:
-        self.x, self.y, self.patient = x, y, patient
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, video: torch.Tensor) -> None:
+        self.x, self.y, self.video = x, y, video
 
     def __len__(self) -> int:
         return len(self.y)
 
     def __getitem__(self, idx: np.ndarray) -> tuple[torch.Tensor, ...]:
         i = torch.as_tensor(idx, dtype=torch.long)
-        return self.x[i], self.y[i], self.patient[i]
+        return self.x[i], self.y[i], self.video[i]
 
 
 class LazySamples(Dataset):
     """Samples read from the store batch by batch (for splits larger than memory)."""
 
-    def __init__(self, store: FrameStore, table: pd.DataFrame, patient: np.ndarray) -> None:
-        self.store, self.table, self.patient = store, table.reset_index(drop=True), patient
+    def __init__(self, store: FrameStore, table: pd.DataFrame, video: np.ndarray) -> None:
+        self.store, self.table, self.video = store, table.reset_index(drop=True), video
         self.y = torch.tensor(table["y"].to_numpy(np.float32))
 
     def __len__(self) -> int:
@@ -94,7 +94,7 @@ class LazySamples(Dataset):
 
     def __getitem__(self, idx: np.ndarray) -> tuple[torch.Tensor, ...]:
         x = torch.from_numpy(self.store.read_table(self.table.iloc[idx]))
-        return x, self.y[idx], torch.as_tensor(self.patient[idx], dtype=torch.long)
+        return x, self.y[idx], torch.as_tensor(self.video[idx], dtype=torch.long)
 
 
 def read_samples(store: FrameStore, table: pd.DataFrame, *, quiet: bool = True) -> torch.Tensor:
@@ -110,8 +110,9 @@ def read_samples(store: FrameStore, table: pd.DataFrame, *, quiet: bool = True) 
 class StoreData(L.LightningDataModule):
     """Train and validation loaders over frame tables of one store.
 
-    ``train_table`` / ``val_table`` are store frame rows; ``patient_index`` maps patient_id to an
-    integer used to average validation probabilities per patient.
+    ``train_table`` / ``val_table`` are store frame rows. Batches carry each sample's video index
+    (``video_index``); ``video_patient[i]`` is video i's patient, so that validation scores can be
+    averaged per video and then per patient, as ``sepsiscope evaluate`` does.
     """
 
     def __init__(
@@ -131,8 +132,10 @@ class StoreData(L.LightningDataModule):
         self.store, self.train_table, self.val_table = store, train_table, val_table
         self.batch_size, self.seed, self.max_frames = batch_size, seed, max_frames_per_epoch
         self.quiet = quiet
-        patients = sorted(set(val_table["patient_id"]) | set(train_table["patient_id"]))
-        self.patient_index = {p: i for i, p in enumerate(patients)}
+        both = pd.concat([train_table, val_table])[["video_id", "patient_id"]].drop_duplicates()
+        both = both.sort_values("video_id").reset_index(drop=True)
+        self.video_index = {v: i for i, v in enumerate(both["video_id"])}
+        self.video_patient = both["patient_id"].astype(str).to_numpy()
         n_bytes = (len(train_table) + len(val_table)) * 3 * store.size**2
         self.in_memory = n_bytes <= in_memory_limit_gb * 1e9
         cpus = os.cpu_count() or 1
@@ -144,13 +147,13 @@ class StoreData(L.LightningDataModule):
     def _dataset(self, name: str) -> Dataset:
         if name not in self._datasets:
             table = self.train_table if name == "train" else self.val_table
-            patient = table["patient_id"].map(self.patient_index).to_numpy()
+            video = table["video_id"].map(self.video_index).to_numpy()
             if self.in_memory:
                 x = read_samples(self.store, table, quiet=self.quiet)
                 y = torch.tensor(table["y"].to_numpy(np.float32))
-                self._datasets[name] = MemorySamples(x, y, torch.tensor(patient))
+                self._datasets[name] = MemorySamples(x, y, torch.tensor(video))
             else:
-                self._datasets[name] = LazySamples(self.store, table, patient)
+                self._datasets[name] = LazySamples(self.store, table, video)
         return self._datasets[name]
 
     def _loader(self, dataset: Dataset, sampler: EpochBatches) -> DataLoader:

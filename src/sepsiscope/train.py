@@ -121,20 +121,25 @@ class SepsisModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        x, y, patient = batch
+        x, y, video = batch
         logits = self.model(self._input(x)).float()
         loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=self.pos_weight)
         self.log("val_loss", loss, on_epoch=True, batch_size=len(y), sync_dist=True)
-        self._val.append((torch.sigmoid(logits).cpu(), y.cpu(), patient.cpu()))
+        self._val.append((torch.sigmoid(logits).cpu(), y.cpu(), video.cpu()))
 
     def on_validation_epoch_end(self) -> None:
         if not self._val:
             return
-        prob, y, patient = (torch.cat(t).double().numpy() for t in zip(*self._val, strict=True))
+        prob, y, video = (torch.cat(t).double().numpy() for t in zip(*self._val, strict=True))
         self._val.clear()
         frame_auc = roc_auc_score(y, prob) if len(set(y)) == 2 else float("nan")
-        by_patient = pd.DataFrame({"p": patient, "prob": prob, "y": y}).groupby("p").mean()
-        auc = roc_auc_score(by_patient["y"], by_patient["prob"])
+        # as `sepsiscope evaluate` scores patients: the mean of each video, then of the videos
+        video = video.astype(np.int64)
+        by_video = pd.DataFrame({"v": video, "prob": prob, "y": y}).groupby("v").mean()
+        by_video["p"] = self.trainer.datamodule.video_patient[by_video.index.to_numpy()]
+        by_patient = by_video.groupby("p")[["prob", "y"]].mean()
+        two_classes = by_patient["y"].nunique() == 2
+        auc = roc_auc_score(by_patient["y"], by_patient["prob"]) if two_classes else float("nan")
         # every rank saw all validation frames, so the values agree; sync_dist only averages them
         self.log(MONITOR, float(auc), prog_bar=True, sync_dist=True)
         self.log("val_frame_auc", float(frame_auc), sync_dist=True)
