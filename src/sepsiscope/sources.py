@@ -15,6 +15,7 @@ moment it arrived), so files and cameras go through the same streaming path.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -27,6 +28,8 @@ import numpy as np
 
 from sepsiscope.errors import InputError
 from sepsiscope.video import VideoError, iter_frames
+
+log = logging.getLogger(__name__)
 
 _HIGH_DEPTH_MARKERS = ("16", "12", "10")
 
@@ -83,6 +86,18 @@ class LiveSource:
             yield FrameEvent(index, t, frame, due)
 
 
+def _live_rate(spec: str, rate: float) -> float:
+    """A live source's frame rate; 25 (MicroScan/CytoCam PAL) with a warning when it reports none.
+
+    A file without a rate is refused, but a camera cannot be re-filmed: it streams on, and the
+    warning says how to correct the channel offset and sampling, which are set in seconds.
+    """
+    if rate > 0:
+        return float(rate)
+    log.warning("%s reports no frame rate: assuming 25 fps; pass --fps if it differs", spec)
+    return 25.0
+
+
 def camera_frames(
     spec: str, *, fps: float | None = None, max_seconds: float | None = None
 ) -> tuple[Iterator[FrameEvent], float]:
@@ -104,7 +119,7 @@ def camera_frames(
         container.close()
         raise InputError(f"live source {spec!r} has no video stream")
     stream = container.streams.video[0]
-    rate = float(fps or stream.average_rate or stream.guessed_rate or 0) or 25.0
+    rate = _live_rate(spec, fps or float(stream.average_rate or stream.guessed_rate or 0))
     pix = stream.codec_context.format.name if stream.codec_context.format else ""
     fmt = "gray16le" if any(m in pix for m in _HIGH_DEPTH_MARKERS) else "gray"
 
@@ -140,7 +155,7 @@ def _opencv_camera(
         raise InputError(f"cannot open camera {device}")
     if fps:
         capture.set(cv2.CAP_PROP_FPS, fps)
-    rate = float(fps or capture.get(cv2.CAP_PROP_FPS) or 0) or 25.0
+    rate = _live_rate(device, fps or float(capture.get(cv2.CAP_PROP_FPS) or 0))
 
     def frames() -> Iterator[FrameEvent]:
         start = time.perf_counter()
