@@ -19,13 +19,7 @@ from sepsiscope.layout import RunLayout, StoreLayout
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SAMPLING = {
-    "size": 224,
-    "crop": "center",
-    "channel_offset_s": 0.15,
-    "rate_hz": 2.0,
-    "every": None,
-}
+SAMPLING_KEYS = ("size", "crop", "channel_offset_s", "rate_hz", "every")
 DEFAULT_THRESHOLD = 0.5
 
 
@@ -68,8 +62,12 @@ def _sampling(layout: RunLayout, train: dict[str, Any]) -> dict[str, Any]:
             if store and StoreLayout(store).meta.exists():
                 sources.append(read_json(StoreLayout(store).meta).get("settings", {}))
     sources.append(train)
+    from sepsiscope.ingest import IngestSettings  # its defaults: one place, shared with ingest
+
+    defaults = IngestSettings()
     out: dict[str, Any] = {}
-    for name, default in DEFAULT_SAMPLING.items():
+    for name in SAMPLING_KEYS:
+        default = getattr(defaults, name)
         found = [s[name] for s in sources if name in s]
         if found:
             out[name] = found[0]

@@ -193,10 +193,6 @@ def _report(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
     return report(d.run.root, settings, quiet=quiet)
 
 
-def _measured(d: DemoLayout) -> MeasurementLayout:
-    return MeasurementLayout(d.run.measurements)
-
-
 STAGES: tuple[Stage, ...] = (
     Stage("simulate", _simulate, lambda d: d.cohort.manifest),
     Stage("ingest", _ingest, lambda d: d.store.frames),

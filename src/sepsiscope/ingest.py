@@ -50,6 +50,7 @@ from sepsiscope.layout import STORE_FORMAT_VERSION, StoreLayout
 from sepsiscope.manifest import read_manifest
 from sepsiscope.settings import StageSettings, provenance
 from sepsiscope.splits import make_splits, split_of
+from sepsiscope.store import FRAME_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -297,9 +298,11 @@ class _State:
         videos = self._videos_table()
         ids = list(videos["video_id"]) if len(videos) else []
         parts = [self.frames[v] for v in ids if v in self.frames]
-        frames = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-            columns=["video_id", "row", "patient_id", "label", "y", "frame_index", "time_s",
-                     "tile", "um_per_px", "usable"])  # fmt: skip
+        # split is not stored in the table: FrameStore joins it from splits.json
+        stored_columns = [c for c in FRAME_COLUMNS if c != "split"]
+        frames = (
+            pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=stored_columns)
+        )
         frames["patient_id"] = frames["patient_id"].astype(str)
         frames["usable"] = frames["usable"].astype(bool)
         frames["split"] = frames["patient_id"].map(self.split).fillna("none")

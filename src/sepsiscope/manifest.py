@@ -33,7 +33,6 @@ import pandas as pd
 from sepsiscope.errors import InputError
 
 REQUIRED_COLUMNS = ("patient_id", "video", "label")
-OPTIONAL_COLUMNS = ("site", "um_per_px", "fps", "camera")
 
 LABEL_SYNONYMS: dict[str, str] = {
     **{s: "septic" for s in ("septic", "sepsis", "septic-shock", "septic_shock", "septic shock",

@@ -38,7 +38,6 @@ from sepsiscope._io import read_json
 from sepsiscope.errors import InputError
 from sepsiscope.layout import STORE_FORMAT_VERSION, StoreLayout
 
-LABELS = ("non-septic", "septic")  # index = y
 FRAME_COLUMNS = (
     "video_id", "row", "patient_id", "label", "y", "frame_index", "time_s", "tile",
     "um_per_px", "usable", "split",
