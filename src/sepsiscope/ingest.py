@@ -100,7 +100,12 @@ class IngestSettings(StageSettings):
         return values
 
 
-def _video_id(path: str, used: set[str]) -> str:
+def make_video_id(path: str, used: set[str]) -> str:
+    """A file-name-safe id for a video: its stem, made unique within ``used`` (which it updates).
+
+    Every stage that names a video's outputs uses this, so ids agree between the store and the
+    measurements (``0001.avi`` in every patient's folder gets distinct ids).
+    """
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem).strip("._") or "video"
     if stem in used:
         stem = f"{stem}-{sha1(path.encode()).hexdigest()[:8]}"
@@ -210,7 +215,10 @@ def ingest(
         if previous is not None and previous["source_key"] == row["source_key"]:
             keep_ids.append(previous["video_id"])
             continue
-        video_id = previous["video_id"] if previous is not None else _video_id(row["video"], used)
+        if previous is not None:
+            video_id = previous["video_id"]
+        else:
+            video_id = make_video_id(row["video"], used)
         jobs.append({**row.to_dict(), "video_id": video_id, "root": str(layout.root),
                      "plan": settings.plan()})  # fmt: skip
     order = {path: i for i, path in enumerate(table["video"])}

@@ -96,11 +96,10 @@ def _video_table(input_path: Path, settings: MeasureSettings) -> pd.DataFrame:
         )
     if settings.fps is not None:
         table["fps"] = settings.fps
-    stems = table["video"].map(lambda v: Path(v).stem)
-    duplicated = stems.duplicated(keep=False)
-    table["video_id"] = [
-        f"{s}-{i}" if d else s for i, (s, d) in enumerate(zip(stems, duplicated, strict=True))
-    ]
+    from sepsiscope.ingest import make_video_id
+
+    used: set[str] = set()
+    table["video_id"] = [make_video_id(str(v), used) for v in table["video"]]
     return table.reset_index(drop=True)
 
 
