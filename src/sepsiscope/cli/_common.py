@@ -33,6 +33,9 @@ QuietFlag = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="YAML file of settings (flags override it).")
 ]
+RunStoreOption = Annotated[
+    Path | None, typer.Option("--store", help="Frame store (default: the run's own).")
+]
 
 
 def run_stage(fn: Callable[[], dict[str, Any]], *, as_json: bool, summary: Callable[[dict], str]):

@@ -7,7 +7,14 @@ from typing import Annotated, Any
 
 import typer
 
-from sepsiscope.cli._common import ConfigOption, JsonFlag, QuietFlag, app, run_stage
+from sepsiscope.cli._common import (
+    ConfigOption,
+    JsonFlag,
+    QuietFlag,
+    RunStoreOption,
+    app,
+    run_stage,
+)
 
 
 @app.command("predict")
@@ -80,9 +87,7 @@ def explain_cmd(
     video: Annotated[
         Path | None, typer.Argument(help="A video to explain (else samples of --store).")
     ] = None,
-    store: Annotated[
-        Path | None, typer.Option("--store", help="Frame store (default: the run's own).")
-    ] = None,
+    store: RunStoreOption = None,
     split: Annotated[
         str | None, typer.Option("--split", help="train, val or test (default test).")
     ] = None,

@@ -7,7 +7,14 @@ from typing import Annotated, Any
 
 import typer
 
-from sepsiscope.cli._common import ConfigOption, JsonFlag, QuietFlag, app, run_stage
+from sepsiscope.cli._common import (
+    ConfigOption,
+    JsonFlag,
+    QuietFlag,
+    RunStoreOption,
+    app,
+    run_stage,
+)
 
 
 @app.command("train")
@@ -97,9 +104,7 @@ def evaluate_cmd(
     bootstrap: Annotated[
         int | None, typer.Option("--bootstrap", help="Patient resamples for intervals [1000].")
     ] = None,
-    store: Annotated[
-        Path | None, typer.Option("--store", help="Frame store (default: the run's own).")
-    ] = None,
+    store: RunStoreOption = None,
     config: ConfigOption = None,
     quiet: QuietFlag = False,
     as_json: JsonFlag = False,

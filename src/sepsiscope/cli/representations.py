@@ -7,7 +7,14 @@ from typing import Annotated, Any
 
 import typer
 
-from sepsiscope.cli._common import ConfigOption, JsonFlag, QuietFlag, app, run_stage
+from sepsiscope.cli._common import (
+    ConfigOption,
+    JsonFlag,
+    QuietFlag,
+    RunStoreOption,
+    app,
+    run_stage,
+)
 
 
 @app.command("embed")
@@ -24,9 +31,7 @@ def embed_cmd(
         str | None, typer.Option("--place", help="Also place this split's frames into the map.")
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="t-SNE seed [0].")] = None,
-    store: Annotated[
-        Path | None, typer.Option("--store", help="Frame store (default: the run's own).")
-    ] = None,
+    store: RunStoreOption = None,
     config: ConfigOption = None,
     quiet: QuietFlag = False,
     as_json: JsonFlag = False,
@@ -112,9 +117,7 @@ def cluster_cmd(
     bottleneck: Annotated[
         int | None, typer.Option("--bottleneck", help="Autoencoder size [recommended].")
     ] = None,
-    store: Annotated[
-        Path | None, typer.Option("--store", help="Frame store (default: the run's own).")
-    ] = None,
+    store: RunStoreOption = None,
     config: ConfigOption = None,
     quiet: QuietFlag = False,
     as_json: JsonFlag = False,
