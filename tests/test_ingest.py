@@ -274,3 +274,14 @@ def test_store_stays_readable_when_every_video_fails(tmp_path):
     info = store_info(tmp_path / "s")
     assert info["videos"]["total"] == 0 and len(info["failures"]) == 2
     assert FrameStore(tmp_path / "s").samples("train").empty
+
+
+def test_small_cohort_gets_as_many_folds_as_it_allows(caplog):
+    from sepsiscope.ingest import feasible_folds
+
+    labels = {"a": "septic", "b": "septic", "c": "septic", "d": "non-septic", "e": "non-septic"}
+    assert feasible_folds(labels, 2) == 2
+    with caplog.at_level("WARNING"):
+        assert feasible_folds(labels, 5) == 2  # two non-septic patients: two folds
+    assert "making 2 fold(s) instead" in caplog.text
+    assert feasible_folds({"a": "septic", "b": "non-septic", "c": "septic"}, 5) == 0

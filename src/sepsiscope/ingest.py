@@ -100,6 +100,24 @@ class IngestSettings(StageSettings):
         return values
 
 
+def feasible_folds(labels: dict[str, str], folds: int) -> int:
+    """``folds``, or fewer when a label has fewer patients than folds (0 when under 2).
+
+    Every fold must hold both labels. The folds are an extra (the fixed split is what training
+    uses), so a small cohort gets as many as it allows, with a warning, instead of a refusal.
+    """
+    counts = pd.Series(list(labels.values())).value_counts()
+    fewest = int(counts.min()) if len(counts) else 0
+    if folds <= fewest:
+        return folds
+    allowed = fewest if fewest >= 2 else 0
+    log.warning(
+        "%d folds need %d patients of each label, but %s has %d: making %d fold(s) instead",
+        folds, folds, counts.idxmin(), fewest, allowed,
+    )  # fmt: skip
+    return allowed
+
+
 def make_video_id(path: str, used: set[str]) -> str:
     """A file-name-safe id for a video: its stem, made unique within ``used`` (which it updates).
 
@@ -181,8 +199,9 @@ def ingest(
     settings = settings or IngestSettings()
     table = read_manifest(manifest, require_files=False)
     labels = dict(zip(table["patient_id"], table["label"], strict=True))
+    folds = feasible_folds(labels, settings.folds)
     splits = make_splits(
-        labels, val=settings.val, test=settings.test, folds=settings.folds, seed=settings.seed
+        labels, val=settings.val, test=settings.test, folds=folds, seed=settings.seed
     )
     layout = StoreLayout(store_dir)
     _clean_store(layout, everything=overwrite)
@@ -253,7 +272,7 @@ def ingest(
 
     result = state.summary()
     result.update(
-        store=str(layout.root), videos_new=len(jobs) - len(state.failures),
+        store=str(layout.root), folds=folds, videos_new=len(jobs) - len(state.failures),
         videos_skipped=len(keep_ids), videos_removed=len(removed),
         seconds=round(time.perf_counter() - start, 2),
     )  # fmt: skip
