@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from sepsiscope.cli import app
 from sepsiscope.explain import ExplainSettings, GradCAM, explain, gradcam_sanity, overlay_rgb
 from sepsiscope.frames import make_samples
+from sepsiscope.video import write_video
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +72,9 @@ def test_explain_video_and_cli(tmp_path):
     assert payload["n"] == 1 and {"pngs", "table", "sanity"} <= payload.keys()
     bad = CliRunner().invoke(app, ["explain", str(run), str(video), "--index", "999"])
     assert bad.exit_code == 2 and "out of range" in bad.output
+    frames = write_video(tmp_path / "frames", vessel_frames(12), 25)  # PNGs keep no rate
+    no_rate = CliRunner().invoke(app, ["explain", str(run), str(frames), "--out", str(tmp_path)])
+    assert no_rate.exit_code == 2 and "no frame rate in the file; give --fps" in no_rate.output
 
 
 def test_explain_store_split_cli(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sepsiscope.cli import app
-from sepsiscope.errors import InputError
+from sepsiscope.errors import InputError, PartialFailure
 from sepsiscope.layout import MeasurementLayout, RunLayout
 from sepsiscope.measure import JSON_METRICS, MeasureSettings, measure
 from sepsiscope.metrics_model import interpret
@@ -61,6 +61,12 @@ def test_twelve_bit_data_in_a_16_bit_stack_is_not_too_dark(tmp_path):
     scene = [Vessel(line(30, 0, 30, 159), 8, 500), Vessel(line(0, 90, 159, 60), 10, 0)]
     frames = render(scene, seconds=1.6, seed=4).astype(np.uint16) * 16  # 12-bit range
     tifffile.imwrite(tmp_path / "deep.tif", frames, photometric="minisblack")
+    with pytest.raises(PartialFailure) as no_rate:  # a TIFF has no rate: measure's own hint
+        measure(tmp_path / "deep.tif", tmp_path / "m", MeasureSettings(um_per_px=1.0), quiet=True)
+    (failure,) = no_rate.value.result["failures"]
+    assert failure["error"].endswith(
+        "deep.tif: no frame rate in the file; give --fps or a fps column"
+    )
     settings = MeasureSettings(um_per_px=1.0, fps=25.0)
     (video,) = measure(tmp_path / "deep.tif", tmp_path / "m", settings, quiet=True)["videos"]
     assert video["status"] == "ok" and video["n_segments"] >= 2

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+from fractions import Fraction
+
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sepsiscope.video import (
     VideoError,
     iter_frames,
+    plausible_fps,
     probe_video,
     read_frames,
+    resolve_fps,
     to_uint8,
     write_video,
 )
@@ -93,3 +100,70 @@ def test_luma_fast_path_equals_ffmpeg_grey_conversion(tmp_path, name):
     with av.open(str(path)) as container:
         reference = np.stack([f.to_ndarray(format="gray") for f in container.decode(video=0)])
     np.testing.assert_array_equal(read_frames(path), reference)
+
+
+# -- frame rate: one fallback (given, else the container's plausible rate, else a clear error) --
+
+given_rates = st.floats(min_value=0.1, max_value=1e5, allow_nan=False)
+missing_given = st.sampled_from([None, float("nan"), 0.0, -25.0, float("inf"), float("-inf")])
+plausible_rates = st.floats(min_value=0.01, max_value=999.99, allow_nan=False)
+absurd_rates = st.one_of(
+    st.sampled_from([None, 0, 0.0, float("nan"), float("inf"), -30.0, 1000, 90000]),
+    st.floats(min_value=1000, max_value=1e9),
+)
+
+
+@given(given_rates, st.one_of(plausible_rates, absurd_rates))
+def test_a_given_rate_wins_and_the_file_is_not_asked(rate, container):
+    def probe():
+        raise AssertionError("the container must not be probed when a rate is given")
+
+    assert resolve_fps(rate, probe, source="v.avi", hint="give --fps") == rate
+    assert resolve_fps(rate, container, source="v.avi", hint="give --fps") == rate
+
+
+@given(missing_given, plausible_rates)
+def test_a_missing_given_rate_falls_back_on_a_plausible_container_rate(rate, container):
+    assert resolve_fps(rate, container, source="v.avi", hint="give --fps") == container
+    assert resolve_fps(rate, lambda: container, source="v.avi", hint="give --fps") == container
+
+
+@given(missing_given, absurd_rates)
+def test_no_usable_rate_is_an_input_error_naming_file_and_remedy(rate, container):
+    with pytest.raises(VideoError, match=r"^clip\.mkv: no frame rate in the file.*; give --fps$"):
+        resolve_fps(rate, container, source="clip.mkv", hint="give --fps")
+    assert VideoError("x").exit_code == 2
+
+
+def test_an_absurd_container_rate_is_named_in_the_message():
+    with pytest.raises(VideoError, match=r"it reports 90000 fps, not a camera's rate\)"):
+        resolve_fps(None, 90000, source="a.ts", hint="give fps in the manifest")
+    with pytest.raises(VideoError) as none:
+        resolve_fps(None, None, source="a.tif", hint="give fps in the manifest")
+    assert str(none.value) == "a.tif: no frame rate in the file; give fps in the manifest"
+
+
+def test_plausible_fps_reads_fractions_and_rejects_time_bases():
+    assert plausible_fps(Fraction(30000, 1001)) == pytest.approx(29.97, abs=1e-3)
+    assert plausible_fps(Fraction(25, 1)) == 25.0
+    assert [plausible_fps(r) for r in (None, 0, float("nan"), 1000, 90000, "x")] == [None] * 6
+
+
+def test_probe_gives_the_container_rate_to_resolve(tmp_path):
+    path = write_video(tmp_path / "clip.mkv", _frames(4), fps=30.0)
+    rate = resolve_fps(None, probe_video(path).fps, source=str(path), hint="give --fps")
+    assert rate == pytest.approx(30.0)
+
+
+def test_a_live_source_without_a_plausible_rate_assumes_25_and_warns(caplog):
+    from sepsiscope.sources import _live_rate
+
+    with caplog.at_level(logging.WARNING, logger="sepsiscope.sources"):
+        assert _live_rate("0", None, 90000) == 25.0
+        assert _live_rate("0", None, 0.0) == 25.0
+    assert caplog.text.count("assuming 25 fps; pass --fps") == 2
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sepsiscope.sources"):
+        assert _live_rate("0", 50.0, 90000) == 50.0
+        assert _live_rate("rtsp://cam", None, Fraction(30000, 1001)) == pytest.approx(29.97, 1e-3)
+    assert not caplog.text

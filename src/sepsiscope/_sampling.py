@@ -6,7 +6,6 @@ ring buffer (``2k + 1`` frames) plus this one video's 224 px samples, whatever t
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import pandas as pd
 from sepsiscope import frames as fq
 from sepsiscope.layout import StoreLayout
 from sepsiscope.store import write_sample_array
-from sepsiscope.video import VideoError, iter_frames, probe_video, to_uint8
+from sepsiscope.video import VideoError, iter_frames, probe_video, resolve_fps, to_uint8
 
 TRUNCATION_TOLERANCE = 0.9  # decoded / declared frames below this (and > 2 missing) = truncated
 
@@ -73,9 +72,7 @@ def _ingest(job: dict[str, Any]) -> dict[str, Any]:
     plan: SamplingPlan = job["plan"]
     path = Path(job["video"])
     info = probe_video(path)
-    fps = job["fps"] if job["fps"] and math.isfinite(job["fps"]) else info.fps
-    if not fps:
-        raise VideoError(f"{path}: no frame rate in the file; give fps in the manifest")
+    fps = resolve_fps(job["fps"], info.fps, source=str(path), hint="give fps in the manifest")
     if min(info.width, info.height) < plan.size:
         raise VideoError(
             f"{path}: frames of {info.width}x{info.height} px are smaller than the {plan.size} px "

@@ -210,12 +210,10 @@ def _video_samples(
 ) -> tuple[pd.DataFrame, np.ndarray]:
     from sepsiscope.predict import PredictSettings, predict_stream
     from sepsiscope.sources import file_frames
-    from sepsiscope.video import probe_video
+    from sepsiscope.video import probe_video, resolve_fps
 
     model, info = load_run(run_dir)
-    fps = fps or probe_video(video).fps
-    if not fps:  # the channel offset and sampling rate are in seconds: a guess would skew them
-        raise InputError(f"{video}: no frame rate in the file; give --fps")
+    fps = resolve_fps(fps, lambda: probe_video(video).fps, source=str(video), hint="give --fps")
     rows, chunks = [], []
 
     def keep(samples: np.ndarray) -> np.ndarray:

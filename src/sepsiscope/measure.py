@@ -108,15 +108,14 @@ def _measure_one(row: dict[str, Any], out_dir: str, settings: MeasureSettings) -
     from sepsiscope._measure_figures import save_kymographs, save_overlay
     from sepsiscope.frames import white_level
     from sepsiscope.microcirculation import FlowCriteria, QualityCriteria, analyse_video
-    from sepsiscope.video import probe_video, read_frames
+    from sepsiscope.video import probe_video, read_frames, resolve_fps
 
     started = time.perf_counter()
     layout = MeasurementLayout(out_dir)
     info = probe_video(row["video"])
-    fps = row.get("fps")
-    fps = float(fps) if fps is not None and np.isfinite(fps) else info.fps
-    if not fps:
-        raise InputError(f"{row['video']}: no frame rate in the file; give --fps or a fps column")
+    fps = resolve_fps(
+        row.get("fps"), info.fps, source=str(row["video"]), hint="give --fps or a fps column"
+    )
     um_per_px = float(row["um_per_px"])
     frames = read_frames(row["video"], stop=max(2, int(round(settings.max_seconds * fps))))
     analysis = analyse_video(

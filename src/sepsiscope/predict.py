@@ -40,7 +40,7 @@ from sepsiscope.errors import InputError, PartialFailure
 from sepsiscope.layout import PredictionLayout, RunLayout, prediction_summary
 from sepsiscope.settings import StageSettings, provenance
 from sepsiscope.sources import LiveSource, camera_frames, file_frames, is_live_spec
-from sepsiscope.video import IMAGE_SUFFIXES, VideoError, probe_video
+from sepsiscope.video import IMAGE_SUFFIXES, VideoError, probe_video, resolve_fps
 
 log = logging.getLogger(__name__)
 
@@ -185,9 +185,12 @@ def _predict_one(
             item["spec"], fps=settings.fps, max_seconds=settings.max_seconds
         )
     else:
-        fps = settings.fps or item.get("fps") or probe_video(item["spec"]).fps
-        if not fps:
-            raise VideoError(f"{item['spec']}: no frame rate in the file; give --fps")
+        fps = resolve_fps(
+            settings.fps if settings.fps is not None else item.get("fps"),
+            lambda: probe_video(item["spec"]).fps,
+            source=str(item["spec"]),
+            hint="give --fps",
+        )
         events = (
             LiveSource(item["spec"], fps, max_seconds=settings.max_seconds)
             if settings.realtime

@@ -27,7 +27,7 @@ import av
 import numpy as np
 
 from sepsiscope.errors import InputError
-from sepsiscope.video import VideoError, iter_frames
+from sepsiscope.video import VideoError, iter_frames, plausible_fps, resolve_fps
 
 log = logging.getLogger(__name__)
 
@@ -86,16 +86,18 @@ class LiveSource:
             yield FrameEvent(index, t, frame, due)
 
 
-def _live_rate(spec: str, rate: float) -> float:
-    """A live source's frame rate; 25 (MicroScan/CytoCam PAL) with a warning when it reports none.
+def _live_rate(spec: str, given: float | None, reported: object) -> float:
+    """A live source's frame rate: ``given`` (``--fps``), else the rate it reports where plausible
+    (:func:`~sepsiscope.video.resolve_fps`), else 25 (MicroScan/CytoCam PAL) with a warning.
 
     A file without a rate is refused, but a camera cannot be re-filmed: it streams on, and the
     warning says how to correct the channel offset and sampling, which are set in seconds.
     """
-    if rate > 0:
-        return float(rate)
-    log.warning("%s reports no frame rate: assuming 25 fps; pass --fps if it differs", spec)
-    return 25.0
+    try:
+        return resolve_fps(given, reported, source=spec, hint="pass --fps")
+    except VideoError:
+        log.warning("%s reports no frame rate: assuming 25 fps; pass --fps if it differs", spec)
+        return 25.0
 
 
 def camera_frames(
@@ -119,7 +121,7 @@ def camera_frames(
         container.close()
         raise InputError(f"live source {spec!r} has no video stream")
     stream = container.streams.video[0]
-    rate = _live_rate(spec, fps or float(stream.average_rate or stream.guessed_rate or 0))
+    rate = _live_rate(spec, fps, plausible_fps(stream.average_rate) or stream.guessed_rate)
     pix = stream.codec_context.format.name if stream.codec_context.format else ""
     fmt = "gray16le" if any(m in pix for m in _HIGH_DEPTH_MARKERS) else "gray"
 
@@ -155,7 +157,7 @@ def _opencv_camera(
         raise InputError(f"cannot open camera {device}")
     if fps:
         capture.set(cv2.CAP_PROP_FPS, fps)
-    rate = _live_rate(device, fps or float(capture.get(cv2.CAP_PROP_FPS) or 0))
+    rate = _live_rate(device, fps, capture.get(cv2.CAP_PROP_FPS))
 
     def frames() -> Iterator[FrameEvent]:
         start = time.perf_counter()

@@ -13,8 +13,9 @@ without a suffix a folder of PNG frames.
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -28,6 +29,9 @@ from sepsiscope.errors import InputError
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 TIFF_SUFFIXES = (".tif", ".tiff")
 _HIGH_DEPTH_MARKERS = ("16", "12", "10", "48", "64")
+# Above this a container's "frame rate" is its time base (1000 in MKV/WebM, 90000 in MPEG-TS and
+# some AVI/MKV muxers), not a camera's rate; microcirculation cameras run at 25-60 fps.
+MAX_PLAUSIBLE_FPS = 1000.0
 
 
 class VideoError(InputError):
@@ -38,8 +42,10 @@ class VideoError(InputError):
 class VideoInfo:
     """What a video holds, before decoding it.
 
-    ``fps`` is None for image folders and TIFF stacks without timing (it must come from the
-    manifest); ``n_frames`` is the container's count or an estimate from its duration.
+    ``fps`` is None for image folders and TIFF stacks without timing, and for containers whose
+    rate is missing or absurd (see :func:`plausible_fps`); it must then come from the manifest or
+    ``--fps`` (:func:`resolve_fps`). ``n_frames`` is the container's count or an estimate from its
+    duration.
     """
 
     path: Path
@@ -106,7 +112,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
             ctx = stream.codec_context
             if ctx is None:  # e.g. an AVI whose FourCC names a codec FFmpeg has no decoder for
                 raise VideoError(f"{path}: unsupported codec (FFmpeg has no decoder for it)")
-            fps = float(stream.average_rate or stream.guessed_rate or 0) or None
+            fps = plausible_fps(stream.average_rate) or plausible_fps(stream.guessed_rate)
             n = stream.frames
             if not n and stream.duration and stream.time_base and fps:
                 n = round(float(stream.duration * stream.time_base) * fps)
@@ -119,6 +125,57 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
             return VideoInfo(path, kind, ctx.width, ctx.height, int(n or 0), fps, ctx.name, depth)
     except av.error.FFmpegError as exc:
         raise VideoError(f"{path}: not a readable video ({exc.strerror or exc})") from exc
+
+
+def _as_float(value: object) -> float | None:
+    try:
+        return float(value)  # type: ignore[arg-type]  # Fraction, int, str or None
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+
+
+def plausible_fps(rate: object) -> float | None:
+    """A reported frame rate as a float, or None where it is missing, not finite, <= 0 or at least
+    :data:`MAX_PLAUSIBLE_FPS` (a container's time base reported as its rate)."""
+    value = _as_float(rate)
+    if value is None or not math.isfinite(value) or not 0 < value < MAX_PLAUSIBLE_FPS:
+        return None
+    return value
+
+
+def resolve_fps(
+    given: float | None,
+    container_fps: float | None | Callable[[], float | None],
+    *,
+    source: str,
+    hint: str,
+) -> float:
+    """The frame rate to use for a video: ``given`` (manifest or ``--fps``) where finite and > 0,
+    else the container's rate where plausible (:func:`plausible_fps`).
+
+    Parameters
+    ----------
+    given : the user's rate (None or NaN = not given); trusted as given.
+    container_fps : the file's rate, or a function returning it (called only when ``given`` is
+        missing, so a caller need not probe the file otherwise).
+    source : names the video in the message.
+    hint : how to give the rate, e.g. ``"give --fps"`` or ``"give fps in the manifest"``.
+
+    Raises
+    ------
+    VideoError
+        (exit status 2) when neither is usable: the channel offset and sampling rate are set in
+        seconds, so a guessed rate would skew them silently.
+    """
+    if given is not None and math.isfinite(given) and given > 0:
+        return float(given)
+    reported = container_fps() if callable(container_fps) else container_fps
+    rate = plausible_fps(reported)
+    if rate is not None:
+        return rate
+    value = _as_float(reported)
+    detail = f" (it reports {value:g} fps, not a camera's rate)" if value else ""
+    raise VideoError(f"{source}: no frame rate in the file{detail}; {hint}")
 
 
 def _stack_geometry(shape: tuple[int, ...]) -> tuple[int, int, int]:
