@@ -93,3 +93,58 @@ def test_white_level_follows_the_sensor_depth():
     assert fq.white_level(np.zeros((2, 2), np.uint8)) == 255
     assert fq.white_level(np.full((2, 2), 4000, np.uint16)) == 4095
     assert fq.white_level(np.full((2, 2), 40000, np.uint16)) == 65535
+
+
+def _counting(frames):
+    """The frames as a generator, and a list that records how many were pulled from it."""
+    pulled = []
+
+    def gen():
+        for f in frames:
+            pulled.append(1)
+            yield f
+
+    return gen(), pulled
+
+
+def test_white_level_of_a_stack_is_that_of_its_maximum():
+    stack = np.stack([np.full((2, 2), 900, np.uint16), np.full((2, 2), 3000, np.uint16)])
+    assert fq.white_level(stack) == 4095 and fq.white_level(stack[:1]) == 1023
+
+
+def test_white_level_comes_from_the_opening_frames_and_decodes_once():
+    dim = np.full((4, 4), 900, np.uint16)  # a 12-bit camera's dim first frame (< 1023)
+    frames = [dim, dim + 1000, dim + 2100, dim]  # reaches 3000 in the third
+    items, pulled = _counting(enumerate(frames))
+    white, again = fq.peek_white_level(items, fps=25, frame=lambda item: item[1])
+    assert white == 4095 and len(pulled) == 4  # fewer frames than the window: all peeked
+    back = list(again)
+    assert [i for i, _ in back] == [0, 1, 2, 3] and len(pulled) == 4  # chained, not re-read
+    assert all(f is g for (_, f), g in zip(back, frames, strict=True))
+    # only the first second counts: a frame after it does not change the white
+    late = [dim] * 25 + [np.full((4, 4), 60000, np.uint16)]
+    assert fq.peek_white_level(late, fps=25)[0] == 1023
+    assert fq.peek_white_level(late[20:], fps=25)[0] == 65535
+    assert fq.peek_white_level([dim] * 5 + late[-1:], fps=5)[0] == 1023  # 1 s = 5 frames
+
+
+def test_an_8_bit_video_is_decided_by_its_first_frame():
+    items, pulled = _counting([np.zeros((2, 2), np.uint8)] * 30)
+    white, again = fq.peek_white_level(items, fps=25)
+    assert white == 255 and len(pulled) == 1  # a live 8-bit camera waits for nothing
+    assert len(list(again)) == 30
+    assert fq.peek_white_level([], fps=25)[0] == 255
+
+
+@given(
+    st.lists(st.integers(0, 65535), min_size=1, max_size=40),
+    st.floats(min_value=1, max_value=120),
+)
+def test_peeked_white_is_the_white_of_the_window_maximum(tops, fps):
+    frames = [np.full((1, 2), t, np.uint16) for t in tops]
+    white, again = fq.peek_white_level(iter(frames), fps=fps)
+    window = fq.white_level_frames(fps)
+    assert 1 <= window <= 25 and window <= max(1, round(fps))
+    assert white == fq.white_level(np.stack(frames[:window]))
+    assert all(f is g for f, g in zip(again, frames, strict=True))
+    assert white >= max(tops[:window])  # nothing in the window clips

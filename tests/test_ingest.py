@@ -22,7 +22,7 @@ from sepsiscope.errors import InputError, PartialFailure
 from sepsiscope.frames import make_samples
 from sepsiscope.ingest import IngestSettings, ingest, store_info
 from sepsiscope.store import FrameStore
-from sepsiscope.video import write_video
+from sepsiscope.video import to_uint8, write_video
 
 # Test videos last 1.2 s, which Massey's duration rule scores unacceptable (it only gates when
 # asked); most tests judge the rest.
@@ -209,6 +209,26 @@ def test_16_bit_tiff_and_colour_png_folder(tmp_path):
     means = colour.reshape(2, 3, -1).mean(-1)  # uniform green planes -> luminance 0.587 G
     expected = [[round(0.587 * (20 + 6 * t)) for t in (s, s + 4, s + 8)] for s in (0, 12)]
     np.testing.assert_allclose(means, expected, atol=1)
+
+
+def test_16_bit_white_level_comes_from_the_opening_frames_not_the_first(tmp_path):
+    """A 12-bit camera whose first frame peaks below 1023: later frames reaching 3000 must not
+    saturate (a white taken from the first frame alone would be 1023)."""
+    grey = vessel_frames(30, seed=5)
+    deep = [f.astype(np.uint16) * (4 if i == 0 else 16) for i, f in enumerate(grey)]
+    deep[8][100:120, 150:170] = 3000  # inside the centre crop, in the first sample
+    assert deep[0].max() < 1023 and max(int(f.max()) for f in deep) >= 3000
+    write_video(tmp_path / "deep", deep, 25)  # a folder of 16-bit PNGs
+    rows = [{"patient_id": "a", "video": "deep", "label": "septic", "um_per_px": 1, "fps": 25}]
+    settings = IngestSettings(val=0, test=0, folds=0, min_duration_s=0)
+    ingest(write_manifest(tmp_path / "m.csv", rows), tmp_path / "store", settings, quiet=True)
+    store = FrameStore(tmp_path / "store")
+    assert store.videos.set_index("video_id").loc["deep", "white_level"] == 4095
+    samples = store.read_table(store.frames[store.frames.video_id == "deep"])
+    eight = [to_uint8(f, max_value=4095) for f in deep]
+    expected = [make_samples(np.stack([eight[t], eight[t + 4], eight[t + 8]])) for t in (0, 12)]
+    assert np.abs(samples.astype(int) - np.concatenate(expected)).max() <= 1
+    assert samples.max() == round(3000 * 255 / 4095) and (samples == 255).sum() == 0
 
 
 def test_dark_video_is_flagged_unusable_and_left_out_of_training(tmp_path):

@@ -60,6 +60,8 @@ def test_twelve_bit_data_in_a_16_bit_stack_is_not_too_dark(tmp_path):
 
     scene = [Vessel(line(30, 0, 30, 159), 8, 500), Vessel(line(0, 90, 159, 60), 10, 0)]
     frames = render(scene, seconds=1.6, seed=4).astype(np.uint16) * 16  # 12-bit range
+    frames[0] //= 8  # a dim first frame (< 1023) must not set the white and saturate the rest
+    assert frames[0].max() < 1023 < frames[1:].max()
     tifffile.imwrite(tmp_path / "deep.tif", frames, photometric="minisblack")
     with pytest.raises(PartialFailure) as no_rate:  # a TIFF has no rate: measure's own hint
         measure(tmp_path / "deep.tif", tmp_path / "m", MeasureSettings(um_per_px=1.0), quiet=True)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import zarr
-from _predict_fixtures import FPS, SAMPLING, make_run, write_test_video
+from _predict_fixtures import FPS, SAMPLING, make_run, vessel_frames, write_test_video
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -19,7 +19,7 @@ from sepsiscope.cli import app
 from sepsiscope.errors import InputError, PartialFailure
 from sepsiscope.predict import PredictSettings, predict
 from sepsiscope.sources import LiveSource
-from sepsiscope.video import probe_video
+from sepsiscope.video import probe_video, write_video
 
 # 50 frames at 25 fps, 5 samples/s, k = 2 frames: anchors 0, 5, ..., 45 (t + 2k must exist)
 N_SAMPLED = 10
@@ -92,6 +92,49 @@ def test_samples_match_ingest(media, tmp_path):
     np.testing.assert_array_equal(np.concatenate(seen), stored)
     frames = ingested["frames"]
     assert frames.loc[frames["frame_index"] == BLACK, "illumination_score"].item() == 10
+
+
+def test_16_bit_folder_needs_fps_and_shares_ingest_white_level(media, tmp_path):
+    """A 12-bit camera's PNGs whose first frame is dim: predict refuses to guess the rate, and
+    with --fps its samples are ingest's (white from the opening frames, nothing clipped)."""
+    from sepsiscope._runinfo import load_run
+    from sepsiscope._sampling import SamplingPlan, ingest_video
+    from sepsiscope.layout import StoreLayout
+    from sepsiscope.predict import predict_stream
+    from sepsiscope.sources import file_frames
+
+    deep = [f.astype(np.uint16) * (4 if i == 0 else 16) for i, f in enumerate(vessel_frames(30))]
+    deep[4][30:60, 40:80] = 3000
+    assert deep[0].max() < 1023
+    folder = write_video(tmp_path / "deep", deep, FPS)
+    with pytest.raises(InputError, match=r"deep: no frame rate in the file; give --fps"):
+        predict(media["run"], folder, PredictSettings(**FAST, out=tmp_path / "o"), quiet=True)
+    result = predict(media["run"], folder, PredictSettings(**FAST, fps=FPS, out=tmp_path / "o"),
+                     quiet=True)  # fmt: skip
+    assert result["frames_sampled"] > 0
+    plan = SamplingPlan(every=None, rate_hz=SAMPLING["rate_hz"], size=SAMPLING["size"],
+                        crop="center", channel_offset_s=SAMPLING["channel_offset_s"],
+                        optimal_duration_s=5.0, min_duration_s=3.0)  # fmt: skip
+    job = {"root": str(tmp_path), "video_id": "deep", "video": str(folder), "patient_id": "p",
+           "label": "septic", "y": 1, "site": "", "camera": "", "um_per_px": 1.0,
+           "fps": float("nan"), "plan": plan, "source_key": "k"}  # fmt: skip
+    refused = ingest_video(job)  # no fps in the manifest and none in a folder: ingest's hint
+    assert refused == {"reason": "no frame rate in the file; give fps in the manifest"}
+    job["fps"] = FPS
+    assert ingest_video(job)["video"]["white_level"] == 4095
+    stored = zarr.open_array(str(StoreLayout(tmp_path).array("deep")), mode="r")[:]
+    seen = []
+
+    def record(samples):
+        seen.append(samples)
+        return np.full(len(samples), 0.5, np.float32)
+
+    _, info = load_run(media["run"])
+    for _ in predict_stream(file_frames(folder, FPS), record, info, fps=FPS,
+                            settings=PredictSettings(quality_gate=False), live=False):  # fmt: skip
+        pass
+    np.testing.assert_array_equal(np.concatenate(seen), stored)
+    assert stored.max() == round(3000 * 255 / 4095) and (stored == 255).sum() == 0
 
 
 def test_live_source_uses_the_same_path(media, caplog):

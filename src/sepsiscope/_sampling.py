@@ -1,7 +1,8 @@
 """One video to samples: streaming decode, ring buffer, quality, one atomic array write.
 
 Runs in ingest's worker processes, so it takes and returns plain data. Memory is bounded by the
-ring buffer (``2k + 1`` frames) plus this one video's 224 px samples, whatever the cohort size.
+ring buffer (``2k + 1`` frames; up to 25 frames while a 16-bit video's white level is set) plus
+this one video's 224 px samples, whatever the cohort size.
 """
 
 from __future__ import annotations
@@ -82,19 +83,17 @@ def _ingest(job: dict[str, Any]) -> dict[str, Any]:
     span = 2 * k
     step = plan.step(fps)
     ring: deque[np.ndarray] = deque(maxlen=span + 1)
-    white: int | None = None
+    white, decoded = fq.peek_white_level(iter_frames(path), fps=fps, frame=lambda item: item[1])
     chunks: list[np.ndarray] = []
     rows: list[dict[str, Any]] = []
     boxes = fq.crop_boxes(info.height, info.width, size=plan.size, crop=plan.crop)
     short = min(info.height, info.width)
     n_decoded = 0
-    for index, frame in iter_frames(path):
+    for index, frame in decoded:
         n_decoded = index + 1
         if frame.shape != (info.height, info.width):
             raise VideoError(f"{path}: frame {index} is {frame.shape}, the first frames were "
                              f"{(info.height, info.width)}")  # fmt: skip
-        if white is None:
-            white = fq.white_level(frame)
         ring.append(frame)
         t = index - span
         if t < 0 or not plan.is_sample(t, step):
@@ -135,7 +134,7 @@ def _ingest(job: dict[str, Any]) -> dict[str, Any]:
     frames, video = _score(job, rows, n_decoded / fps, plan)
     video.update(
         width=info.width, height=info.height, n_frames=n_decoded, fps=float(fps),
-        codec=info.codec, bit_depth=info.bit_depth, white_level=int(white or 255),
+        codec=info.codec, bit_depth=info.bit_depth, white_level=int(white),
         channel_offset_frames=k, n_samples=len(samples),
     )  # fmt: skip
     return {"video": video, "frames": frames}

@@ -139,7 +139,8 @@ def stream_predictions(
     ring: deque[FrameEvent] = deque(maxlen=span + 1)
     rolling = RollingProbability(block_s=block_s, confidence=confidence)
     pending: list[tuple[dict, np.ndarray | None, np.ndarray, float]] = []
-    white = shape = gate = None
+    shape = gate = None
+    white, events = fq.peek_white_level(events, fps=fps, frame=lambda event: event.frame)
 
     def flush() -> Update:
         usable = [p for p in pending if p[1] is not None]
@@ -176,7 +177,6 @@ def stream_predictions(
                     f"frames of {shape[1]}x{shape[0]} px are smaller than the run's {plan.size} "
                     "px samples (upsampling would invent detail)"
                 )
-            white = fq.white_level(event.frame)
             gate = _Gate(fps, span, min(shape))
         elif event.frame.shape != shape:
             raise VideoError(f"frame {event.index} is {event.frame.shape}, the first was {shape}")

@@ -27,8 +27,10 @@ duration (per video)
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Literal
+from collections.abc import Callable, Iterable, Iterator
+from typing import Literal, TypeVar
 
 import cv2
 import numpy as np
@@ -182,14 +184,65 @@ def duration_score(
 
 
 def white_level(frame: np.ndarray) -> int:
-    """The white of a frame's sensor: 255 for uint8, else the smallest 2^b - 1 (b = 8, 10, 12,
-    14, 16) at or above the frame's maximum, so a 12-bit camera in a 16-bit file is not scaled
-    dark. Ingest takes it from a video's first frame and keeps it for the whole video.
+    """The white of the sensor behind a frame (or a ``(T, H, W)`` stack of frames): 255 for uint8,
+    else the smallest 2^b - 1 (b = 8, 10, 12, 14, 16) at or above the maximum, so a 12-bit camera
+    in a 16-bit file is not scaled dark. A video's white comes from its opening frames: see
+    :func:`peek_white_level`.
     """
     if frame.dtype == np.uint8:
         return 255
-    top = int(frame.max())
+    top = int(frame.max()) if frame.size else 0
     for bits in (8, 10, 12, 14, 16):
         if top <= 2**bits - 1:
             return 2**bits - 1
     return int(np.iinfo(frame.dtype).max)
+
+
+WHITE_LEVEL_MAX_FRAMES = 25  # 1 s of a 25 fps (PAL) camera
+WHITE_LEVEL_SECONDS = 1.0
+
+T = TypeVar("T")
+
+
+def white_level_frames(fps: float) -> int:
+    """How many opening frames set a video's white level: its first second, at most 25."""
+    return max(1, min(WHITE_LEVEL_MAX_FRAMES, round(WHITE_LEVEL_SECONDS * fps)))
+
+
+def peek_white_level(
+    items: Iterable[T], *, fps: float, frame: Callable[[T], np.ndarray] | None = None
+) -> tuple[int, Iterator[T]]:
+    """A video's white level from its opening frames, and the items again, from the first.
+
+    One frame can be dim (a 12-bit camera whose first frame peaks below 1023 would be scaled with
+    a white of 1023 and clip every brighter frame after it), so the white is the
+    :func:`white_level` of the maximum over the first :func:`white_level_frames` frames, kept for
+    the whole video. The peeked items are chained back in front of the rest, so the video is
+    decoded once; an 8-bit video is decided by its first frame and peeks no further (a live
+    8-bit camera gains no latency).
+
+    Parameters
+    ----------
+    items : frames ``(H, W)`` uint8/uint16, or objects holding one (``frame`` extracts it).
+    fps : the video's frame rate (frames per second).
+    frame : maps an item to its frame; the item itself by default.
+
+    Returns
+    -------
+    (white, items) : the white level (255 for an empty or 8-bit video) and an iterator over all
+    the items.
+    """
+    get = frame or (lambda item: item)  # type: ignore[assignment, return-value]
+    it = iter(items)
+    head: list[T] = []
+    white = 255
+    for item in it:
+        head.append(item)
+        image = get(item)
+        if image.dtype == np.uint8:
+            white = 255
+            break
+        white = max(white, white_level(image))
+        if len(head) >= white_level_frames(fps) or white >= np.iinfo(image.dtype).max:
+            break
+    return white, itertools.chain(head, it)

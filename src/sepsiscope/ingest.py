@@ -5,7 +5,8 @@ Sampling. Neighbouring frames at 25-30 fps are near duplicates, so by default a 
 frame instead. Each sample stacks the grey frames ``t``, ``t + k``, ``t + 2k`` (``k`` =
 round(``channel_offset_s`` x fps), 150 ms by default) and is cropped and resized by
 :func:`sepsiscope.frames.make_samples`. 16-bit input is scaled to 8 bits from the white level of
-the video's first frame (:func:`sepsiscope.frames.white_level`), the same for every frame.
+the video's first second (at most 25 frames; :func:`sepsiscope.frames.peek_white_level`), the same
+for every frame.
 
 Quality. The computable parts of the Massey score (:mod:`sepsiscope.frames`) flag frames and
 videos ``usable = False``; :meth:`FrameStore.samples` leaves them out by default.

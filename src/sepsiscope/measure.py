@@ -106,7 +106,7 @@ def _video_table(input_path: Path, settings: MeasureSettings) -> pd.DataFrame:
 def _measure_one(row: dict[str, Any], out_dir: str, settings: MeasureSettings) -> dict[str, Any]:
     """Measure one video; returns its per-video row and per-vessel rows (worker entry point)."""
     from sepsiscope._measure_figures import save_kymographs, save_overlay
-    from sepsiscope.frames import white_level
+    from sepsiscope.frames import peek_white_level
     from sepsiscope.microcirculation import FlowCriteria, QualityCriteria, analyse_video
     from sepsiscope.video import probe_video, read_frames, resolve_fps
 
@@ -122,7 +122,7 @@ def _measure_one(row: dict[str, Any], out_dir: str, settings: MeasureSettings) -
         frames,
         fps=fps,
         um_per_px=um_per_px,
-        full_scale=float(white_level(frames[0])),  # as ingest: 12-bit in 16-bit is not dark
+        full_scale=float(peek_white_level(frames, fps=fps)[0]),  # as ingest: 12-bit in 16-bit
         diameters_um=(settings.min_vessel_um, settings.max_vessel_um),
         min_contrast=settings.min_contrast,
         flow=FlowCriteria(
