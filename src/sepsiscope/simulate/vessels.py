@@ -175,6 +175,7 @@ def generate_network(
             loop_radius_um=loop,
         )
         points = _clip_to(_resample(path_um / um_per_px), canvas_box)
+        points = _drain_into_venules(points, vessels, um_per_px)
         if len(points) < 8:
             continue
         diameter = 5.0 + 5.0 * rng.beta(2.0, 3.0)
@@ -184,6 +185,40 @@ def generate_network(
         )
         total_px += in_field_length_px(points, frame_box)
     return vessels + capillaries
+
+
+def _drain_into_venules(points: np.ndarray, venules: list[Vessel], um_per_px: float) -> np.ndarray:
+    """A capillary path that ends where it meets a venule, joined to the venule's centreline.
+
+    Capillaries drain into post-capillary venules; in the focal plane they do not run on inside
+    or beneath a venule's lumen, where no image could show them. A path starting inside a venule
+    rises from it: it starts at the venule's centreline where it leaves the lumen.
+    """
+    if not venules or len(points) < 2:
+        return points
+    from scipy.spatial import cKDTree
+
+    axis = np.concatenate([v.points for v in venules])
+    radius = np.concatenate(
+        [np.full(len(v.points), v.diameter_um / 2 / um_per_px) for v in venules]
+    )
+    distance, nearest = cKDTree(axis).query(points)
+    inside = distance < radius[nearest]
+    if inside[0]:
+        outside = np.flatnonzero(~inside)
+        if not outside.size:
+            return points[:0]
+        first = int(outside[0])
+        points = np.concatenate([axis[nearest[first - 1]][None], points[first:]])
+        inside, nearest = (
+            np.concatenate([[False], inside[first:]]),
+            np.concatenate([[nearest[first - 1]], nearest[first:]]),
+        )
+    enters = np.flatnonzero(inside)
+    if enters.size:
+        i = int(enters[0])
+        points = np.concatenate([points[:i], axis[nearest[i]][None]])
+    return _resample(points) if len(points) > 1 else points
 
 
 def _venule(
