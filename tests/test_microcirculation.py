@@ -103,6 +103,18 @@ def test_motion_is_estimated_and_removed():
     assert motion.summary(1.2)["max_shift_um"] == pytest.approx(np.hypot(*drift[-1]) * 1.2, 0.1)
 
 
+def test_a_frame_without_a_match_keeps_the_previous_shift():
+    # a blank frame (lights off for a frame, a dropped frame filled with grey) has no phase
+    # correlation peak; OpenCV's sub-pixel centroid can then return shifts of thousands of px
+    vessels = [Vessel(line(40, 20, 120, 140), 8, 300), Vessel(line(130, 10, 20, 90), 12, 0)]
+    frames = render(vessels, seconds=1.2, fps=FPS, seed=4)
+    frames[10] = 150
+    motion = estimate_motion(frames, um_per_px=1.0)
+    assert np.isfinite(motion.shifts_px).all()
+    assert np.abs(motion.shifts_px).max() < 2.0
+    assert motion.response[10] < 0.05
+
+
 def test_tvd_formula_and_small_split():
     field = np.ones((100, 200), bool)  # 0.1 x 0.2 mm at 1 µm/px = 0.02 mm²
     segments = [
@@ -246,3 +258,17 @@ def test_uniform_still_column_is_blurred_fast_flow_but_a_static_barcode_is_stopp
     moving = _kymograph_flow(lambda t: cells[100 - 2 * t : 160 - 2 * t].astype(float))
     assert moving.category == "sluggish"  # 2 px/frame at 25 fps and 1 µm/px: 50 µm/s
     assert moving.velocity_um_per_s == pytest.approx(50, rel=0.2)
+
+
+def test_a_vessel_fading_out_of_focus_is_followed_to_half_its_depth():
+    # a horizontal vessel, 0.4 deep, whose darkness fades linearly over its last 8 px at both
+    # ends: it is visible (darker than half its depth) from column 24 to 176, 152 px
+    rows, cols = np.mgrid[0:60, 0:200]
+    fade = np.clip((cols - 20) / 8, 0, 1) * np.clip((180 - cols) / 8, 0, 1)
+    contrast = -0.4 * fade * np.exp(-0.5 * ((rows - 30) / 2.5) ** 2)
+    mask = contrast < -0.24  # a threshold that stops where the vessel is still well visible
+    followed = vessel_segments(mask, um_per_px=1.0, contrast=contrast)
+    plain = vessel_segments(mask, um_per_px=1.0)
+    assert len(followed) == len(plain) == 1
+    assert followed[0].length_um == pytest.approx(152, abs=2.5)
+    assert plain[0].length_um < 152 - 6

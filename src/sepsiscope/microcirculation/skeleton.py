@@ -189,6 +189,58 @@ def profile_width_px(
     return float(np.median(widths)) if widths else float("nan")
 
 
+def faded_tip_px(
+    contrast: np.ndarray, path: np.ndarray, *, depth: float, reach_px: float, at_end: bool
+) -> float:
+    """How far a vessel stays dark beyond a free end of its skeleton, px.
+
+    A mask ends where the vessel's darkness falls below a threshold, and its skeleton stops about
+    a radius before that. A vessel leaving the focal plane fades out rather than ending sharply,
+    so its centreline is followed on, along the end's direction, while the contrast stays below
+    half of the vessel's own depth (the same half-depth rule as its diameter).
+
+    Parameters
+    ----------
+    contrast : (H, W) float ndarray
+        Flat-field contrast, vessels negative.
+    path : (N, 2) float ndarray
+        Centreline ``(row, col)``, smoothed.
+    depth : float
+        The vessel's contrast on its centreline (negative).
+    reach_px : float
+        The longest extension.
+    at_end : bool
+        Extend beyond ``path[-1]`` (else beyond ``path[0]``).
+
+    Returns
+    -------
+    float
+        Extension in px (0 when the contrast at the tip is already lighter than half depth).
+    """
+    if depth >= 0 or len(path) < 2:
+        return 0.0
+    ordered = path[::-1] if not at_end else path
+    tip = ordered[-1]
+    back = ordered[max(0, len(ordered) - 4)]  # the end's direction over about 3 px
+    direction = tip - back
+    norm = float(np.hypot(*direction))
+    if norm < 1e-6:
+        return 0.0
+    step = 0.25
+    offsets = np.arange(0.0, reach_px + step / 2, step)
+    points = tip[None, :] + offsets[:, None] * (direction / norm)[None, :]
+    values = ndimage.map_coordinates(contrast, points.T, order=1, mode="nearest")
+    lighter = np.flatnonzero(values > 0.5 * depth)
+    if not lighter.size:
+        return float(reach_px)
+    k = int(lighter[0])
+    if k == 0:
+        return 0.0
+    # linear interpolation of the half-depth crossing between samples k - 1 and k
+    fraction = (0.5 * depth - values[k - 1]) / (values[k] - values[k - 1])
+    return float((k - 1 + fraction) * step)
+
+
 def vessel_segments(
     mask: np.ndarray,
     *,
@@ -199,6 +251,7 @@ def vessel_segments(
     smooth_um: float = 1.0,
     contrast: np.ndarray | None = None,
     field: np.ndarray | None = None,
+    tip_reach_um: float = 6.0,
 ) -> list[Segment]:
     """Split a vessel mask's centrelines into segments and measure them.
 
@@ -223,6 +276,9 @@ def vessel_segments(
     field : (H, W) bool ndarray, optional
         The analysed field (the whole image by default); a centreline that stops within a
         radius of its edge is extended to it.
+    tip_reach_um : float
+        With ``contrast``, a free end inside the field is followed (:func:`faded_tip_px`) at most
+        this far beyond the vessel's radius, µm.
 
     Returns
     -------
@@ -248,25 +304,32 @@ def vessel_segments(
         if len(coords) < 2:
             continue
         path = _smooth_path(coords, smooth_um / um_per_px)
-        # where a vessel leaves the field the mask is cut square and the skeleton stops about a
-        # radius short of the edge: it is extended to the edge. Inside the field a vessel's tip
-        # is rounded and the skeleton already runs to the centre of the rounded end, where a
-        # centreline ends.
-        tips = [p for p, joined in ((coords[0], start), (coords[-1], end)) if not joined]
-        length_px = path_length(path) + sum(
-            max(float(to_edge[tuple(p)]) - 0.5, 0.0)
-            for p in tips
-            if to_edge[tuple(p)] <= distance[tuple(p)] + 1.5
-        )
-        length_um = max(length_px, 0.0) * um_per_px
-        if not (start or end) and length_um < min_length_um:
-            continue
         # pixels within a joined vessel's radius of a junction lie inside that other vessel
         skip = [int(np.ceil(distance[tuple(coords[k])])) + 1 if joined else 1
                 for k, joined in ((0, start), (-1, end))]  # fmt: skip
         inner = coords[skip[0] : len(coords) - skip[1]]
         if len(inner) < 3:
             inner = coords[len(coords) // 2 - 1 : len(coords) // 2 + 2]
+        # where a vessel leaves the field the mask is cut square and the skeleton stops about a
+        # radius short of the edge: it is extended to the edge. Inside the field a free end is
+        # followed while the vessel stays darker than half its depth (a vessel fades out of the
+        # focal plane; the mask and then the skeleton stop short of where it is still visible).
+        extension = 0.0
+        depth = float(np.median(contrast[tuple(inner.T)])) if contrast is not None else 0.0
+        for k, joined in ((0, start), (-1, end)):
+            p = tuple(coords[k])
+            if joined:
+                continue
+            if to_edge[p] <= distance[p] + 1.5:
+                extension += max(float(to_edge[p]) - 0.5, 0.0)
+            elif contrast is not None:
+                reach = min(float(to_edge[p]) - 0.5, distance[p] + tip_reach_um / um_per_px)
+                extension += faded_tip_px(
+                    contrast, path, depth=depth, reach_px=max(reach, 0.0), at_end=k == -1
+                )
+        length_um = max(path_length(path) + extension, 0.0) * um_per_px
+        if not (start or end) and length_um < min_length_um:
+            continue
         # a centreline pixel of a w-px-wide mask lies (w + 1) / 2 px from the background; the
         # upper quartile ignores plasma gaps, where a stopped column's lumen is interrupted
         half_width = float(np.percentile(lumen_distance[tuple(inner.T)], 75))

@@ -179,19 +179,37 @@ class _HalfFrames(Sequence):
         return self._images[index].astype(np.float32)
 
 
+def _phase_correlate(reference: np.ndarray, image: np.ndarray) -> tuple[float, float, float]:
+    """``(dx, dy, peak)`` of ``cv2.phaseCorrelate``; a shift beyond half the image (the
+    sub-pixel centroid divides by the sum of a window that can be near zero) is no match."""
+    (dx, dy), peak = cv2.phaseCorrelate(reference, image)
+    h, w = image.shape
+    if not (np.isfinite(dx) and np.isfinite(dy)) or abs(dx) > w / 2 or abs(dy) > h / 2:
+        return 0.0, 0.0, 0.0
+    return dx, dy, peak
+
+
 def _register(prepared, fps, reference_s, min_response, confident_response):
     """Shifts (px of the prepared frames) and peak heights of the two passes."""
     size = prepared[0].shape[::-1]
     shifts = np.zeros((len(prepared), 2))
     response = np.zeros(len(prepared))
+    # a blank frame (light flicker, a dropped frame filled with grey) has no texture after the
+    # high-pass; phase correlation still answers with a spurious peak, which must not move it
+    energy = np.array([float(np.sqrt(np.mean(np.square(image)))) for image in prepared])
+    blank = energy < 0.01 * np.median(energy)
+
+    def correlate(reference: np.ndarray, i: int) -> tuple[float, float, float]:
+        return (0.0, 0.0, 0.0) if blank[i] else _phase_correlate(reference, prepared[i])
+
     # pass 1a: against the plain mean of all frames, which blurs moving cells into uniform
     # columns, so the match follows the tissue and not the cells
     plain = np.zeros_like(prepared[0])
     for image in prepared:  # np.mean of the list would copy all frames into one array first
         plain += image / len(prepared)
-    for i, image in enumerate(prepared):
-        (dx, dy), response[i] = cv2.phaseCorrelate(plain, image)
-        shifts[i] = (dy, dx)
+    for i in range(len(prepared)):
+        dx, dy, response[i] = correlate(plain, i)
+        shifts[i] = (dy, dx) if response[i] >= min_response or i == 0 else shifts[i - 1]
     if np.median(response) < confident_response:
         # pass 1b: drift smeared that mean; register each frame to the mean of the previous
         # ``reference_s`` of registered frames instead (starting from the first second's mean)
@@ -201,7 +219,7 @@ def _register(prepared, fps, reference_s, min_response, confident_response):
         running = np.zeros_like(start, dtype=np.float64)  # sum of ``recent``, kept, not redone
         for i, image in enumerate(prepared):
             reference = (running / len(recent)).astype(np.float32) if len(recent) > 2 else start
-            (dx, dy), r = cv2.phaseCorrelate(reference, image)
+            dx, dy, r = correlate(reference, i)
             if r < min_response and i > 0:  # no reliable peak: assume the probe did not jump
                 dy, dx = shifts[i - 1]
             shifts[i], response[i] = (dy, dx), r
@@ -213,8 +231,8 @@ def _register(prepared, fps, reference_s, min_response, confident_response):
     reference = np.zeros_like(prepared[0])
     for image, (dy, dx) in zip(prepared, shifts, strict=True):
         reference += _shift(image, -dx, -dy, size) / len(prepared)
-    for i, image in enumerate(prepared):
-        (dx, dy), r = cv2.phaseCorrelate(reference, image)
+    for i in range(len(prepared)):
+        dx, dy, r = correlate(reference, i)
         if r >= min_response:
             shifts[i], response[i] = (dy, dx), r
     return shifts, response
