@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from sepsiscope.microcirculation.chains import chain_path, chain_segments, extended_segments
 from sepsiscope.microcirculation.flow import (
     FlowCriteria,
     SegmentFlow,
     kymographs,
     noise_variance,
+    path_velocity,
     segment_flow,
     unit_noise_variance,
 )
@@ -57,7 +59,7 @@ def _empty_metrics() -> dict:
     return {k: float("nan") for k in keys}
 
 
-def _flow_paths(segments: list[Segment], distance: np.ndarray, um_per_px: float) -> list:
+def _flow_paths(centrelines: list[np.ndarray], distance: np.ndarray, um_per_px: float) -> list:
     """Centrelines resampled every px, their ends trimmed out of the vessels they join.
 
     Near a junction a kymograph would also see the other vessel's cells; each end loses the
@@ -65,8 +67,8 @@ def _flow_paths(segments: list[Segment], distance: np.ndarray, um_per_px: float)
     """
     h, w = distance.shape
     paths = []
-    for segment in segments:
-        path = resample_path(segment.path_px, 1.0)
+    for centreline in centrelines:
+        path = resample_path(centreline, 1.0)
         ends = np.clip(np.rint(path[[0, -1]]).astype(int), 0, [h - 1, w - 1])
         trim = distance[ends[:, 0], ends[:, 1]] + 2.0 / um_per_px
         a, b = int(np.ceil(trim[0])), len(path) - int(np.ceil(trim[1]))
@@ -75,6 +77,30 @@ def _flow_paths(segments: list[Segment], distance: np.ndarray, um_per_px: float)
             a, b = max(0, middle - 2), min(len(path), middle + 3)
         paths.append(path[a:b])
     return paths
+
+
+def _extended_flow_paths(
+    segments: list[Segment], distance: np.ndarray, um_per_px: float, criteria: FlowCriteria
+) -> tuple[list[np.ndarray], dict[int, int]]:
+    """Each chained segment's path extended through junctions (:mod:`.chains`).
+
+    Returns the distinct extended paths (trimmed like :func:`_flow_paths`) and, per segment that
+    has one, the index of its path.
+    """
+    centrelines = [s.path_px for s in segments]
+    chains = chain_segments(
+        centrelines, direction_px=8.0 / um_per_px, max_turn_deg=criteria.max_turn_deg,
+        classes=[s.small for s in segments],
+    )  # fmt: skip
+    extended = extended_segments(
+        chains,
+        [s.length_um / um_per_px for s in segments],
+        extend_px=criteria.extend_um / um_per_px,
+    )
+    distinct: dict[tuple, int] = {}
+    owner = {i: distinct.setdefault(tuple(parts), len(distinct)) for i, parts in extended.items()}
+    paths = _flow_paths([chain_path(centrelines, list(k)) for k in distinct], distance, um_per_px)
+    return paths, owner
 
 
 def analyse_video(
@@ -144,15 +170,28 @@ def analyse_video(
     segments = vessel_segments(
         mask, um_per_px=um_per_px, lumen=lumen, contrast=contrast, field=valid
     )
-    paths = _flow_paths(segments, ndimage.distance_transform_edt(mask), um_per_px)
-    kymos = kymographs(registered, paths)
+    distance = ndimage.distance_transform_edt(mask)
+    paths = _flow_paths([s.path_px for s in segments], distance, um_per_px)
+    long_paths, long_path_of = _extended_flow_paths(segments, distance, um_per_px, flow)
+    every = kymographs(registered, paths + long_paths)
+    kymos, long_kymos = every[: len(paths)], every[len(paths) :]
     background = ~ndimage.binary_dilation(mask, iterations=max(2, round(5 / um_per_px))) & valid
     sigma2 = noise_variance(registered, background)
-    unit = unit_noise_variance(paths, mask.shape, fps=fps, window_s=flow.window_s)
-    flows = [
-        segment_flow(k, fps=fps, um_per_px=um_per_px, noise_variance=sigma2 * u, criteria=flow)
-        for k, u in zip(kymos, unit, strict=True)
+    unit = unit_noise_variance(paths + long_paths, mask.shape, fps=fps, window_s=flow.window_s)
+    # cells too fast for a short segment are followed along its extension through junctions
+    long_velocity = [
+        path_velocity(k, fps=fps, um_per_px=um_per_px, noise_variance=sigma2 * u, criteria=flow)
+        for k, u in zip(long_kymos, unit[len(paths) :], strict=True)
     ]
+    flows = [
+        segment_flow(
+            k, fps=fps, um_per_px=um_per_px, noise_variance=sigma2 * u, criteria=flow,
+            path_velocity_um_per_s=(
+                long_velocity[long_path_of[i]] if i in long_path_of else float("nan")
+            ),
+        )
+        for i, (k, u) in enumerate(zip(kymos, unit[: len(paths)], strict=True))
+    ]  # fmt: skip
     metrics = video_metrics(segments, flows, valid, um_per_px=um_per_px)
     return Analysis(
         metrics, motion_summary, figures, [], [], segments, flows, kymos, mask, mean_image, valid

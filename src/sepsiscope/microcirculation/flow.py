@@ -12,10 +12,14 @@ the velocity. Two questions are asked of each time window (0.5 s by default):
    *and* consecutive frames match up to a shift (correlation >= ``min_coherence``; noise does
    not), or when it exceeds ``certain_dynamic_to_noise`` times that variance.
 2. *How fast?* Over the moving windows, the cross-correlation of frame ``t`` with frame ``t + k``
-   peaks at the displacement ``d_k``; a line through the origin fitted to ``d_k`` against ``k``
-   over the first lags whose peak is reliable gives ``v``. Cells faster than a segment's length per
-   frame cannot be followed; such flow is detected (question 1) but its velocity is reported as
-   missing (NaN), not guessed.
+   peaks at the displacement ``d_k``, searched up to the path's length less ``min_overlap_um``
+   (a few cells must overlap; searching only half the length found a wrong, smaller peak for
+   cells moving 0.5-1x the length per frame); a line through the origin fitted to ``d_k``
+   against ``k`` over the first lags whose peak is reliable gives ``v``. Cells moving farther per
+   frame than a segment is long cannot be followed on it; they are followed on the segment's
+   extension through junctions (:mod:`~sepsiscope.microcirculation.chains`,
+   :func:`path_velocity`), and where that is too short, too, the flow is detected (question 1)
+   but its velocity is reported as missing (NaN), not guessed.
 
 A window in which nothing moves is told apart by the column's look over the window. Stopped
 cells leave a static "barcode" of cells and plasma gaps along the centreline; fast flow blurs into
@@ -59,6 +63,10 @@ class FlowCriteria:
     intermittent_below_fraction: float = 0.9
     uniform_texture_to_noise: float = 1.0
     texture_scale_um: float = 10.0
+    extend_um: float = 100.0
+    min_overlap_um: float = 20.0
+    min_consistent_lags: int = 1
+    max_turn_deg: float = 35.0
 
 
 @dataclass(frozen=True)
@@ -217,39 +225,17 @@ def _displacements(dyn: list[np.ndarray], max_lag: int, min_overlap: int):
     return result
 
 
-def segment_flow(
+def _moving_windows(
     kymograph: np.ndarray,
     *,
     fps: float,
-    um_per_px: float,
+    um_per_sample: float,
     noise_variance: float,
-    step_px: float = 1.0,
-    criteria: FlowCriteria = FlowCriteria(),
-) -> SegmentFlow:
-    """Classify the flow in one segment and measure its red-cell velocity.
-
-    Parameters
-    ----------
-    kymograph : (T, L) float ndarray
-        From :func:`kymographs`; samples ``step_px`` apart along the centreline.
-    fps : float
-        Frames per second.
-    um_per_px : float
-    noise_variance : float
-        Dynamic variance a still column would show from sensor noise alone, in the kymograph's
-        units squared (``noise_variance(...) * unit_noise_variance(...)[i]``).
-    step_px : float
-    criteria : FlowCriteria
-
-    Returns
-    -------
-    SegmentFlow
-    """
+    criteria: FlowCriteria,
+):
+    """Dynamic part of each window, and which windows move or hold blurred fast flow."""
     n_frames, length = kymograph.shape
-    um_per_sample = um_per_px * step_px
-    kymograph = _smooth(kymograph)
     bounds = _window_bounds(n_frames, fps, criteria.window_s)
-    per_window = int(np.min(np.diff(bounds)))
     dyn = [_dynamic(kymograph[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     floor = max(noise_variance, 1e-6) * criteria.min_dynamic_to_noise
     ratio = np.array([float(np.mean(d * d)) for d in dyn]) / floor
@@ -268,30 +254,113 @@ def segment_flow(
             kymograph[a:b], um_per_sample=um_per_sample, scale_um=criteria.texture_scale_um
         )
         blurred[i] = texture < criteria.uniform_texture_to_noise * max(noise_variance, 1e-6)
-    velocity = float("nan")
-    if moving.any():
-        max_lag = max(1, min(int(round(criteria.max_lag_s * fps)), per_window - 1))
-        min_overlap = max(3, int(0.5 * length))
-        lags = _displacements([d for d, m in zip(dyn, moving, strict=True) if m], max_lag,
-                              min_overlap)  # fmt: skip
-        good: list[tuple[int, float, float]] = []
-        for k, d, r in lags:  # the first lags, while their peak is reliable and on the line
-            if r < criteria.min_peak_correlation:
-                break
-            if good:
-                kk, dd, rr = (np.array(v) for v in zip(*good, strict=True))
-                predicted = k * float(np.sum(rr * kk * dd) / np.sum(rr * kk * kk))
-                if abs(d - predicted) > max(2.0, 0.25 * abs(predicted)):
-                    break
-            good.append((k, d, r))
+    return dyn, moving, blurred, int(np.min(np.diff(bounds)))
+
+
+def _streak_velocity(
+    dyn: list[np.ndarray],
+    moving: np.ndarray,
+    *,
+    per_window: int,
+    fps: float,
+    um_per_sample: float,
+    criteria: FlowCriteria,
+) -> float:
+    """Red-cell speed, µm/s, from the displacement of the moving windows' frames per lag."""
+    length = dyn[0].shape[1]
+    min_overlap = int(np.ceil(criteria.min_overlap_um / um_per_sample))
+    if not moving.any() or length < min_overlap + 1:
+        return float("nan")
+    max_lag = max(1, min(int(round(criteria.max_lag_s * fps)), per_window - 1))
+    lags = _displacements([d for d, m in zip(dyn, moving, strict=True) if m], max_lag,
+                          min_overlap)  # fmt: skip
+    good: list[tuple[int, float, float]] = []
+    for k, d, r in lags:  # the first lags, while their peak is reliable and on the line
+        if r < criteria.min_peak_correlation:
+            break
         if good:
-            k, d, r = (np.array(v) for v in zip(*good, strict=True))
-            px_per_frame = float(np.sum(r * k * d) / np.sum(r * k * k))
-            velocity = abs(px_per_frame) * um_per_sample * fps
-            if velocity < criteria.stopped_below_um_per_s:
-                moving[:] = False  # coherent change without displacement: not flow
+            kk, dd, rr = (np.array(v) for v in zip(*good, strict=True))
+            predicted = k * float(np.sum(rr * kk * dd) / np.sum(rr * kk * kk))
+            if abs(d - predicted) > max(2.0, 0.25 * abs(predicted)):
+                break
+        good.append((k, d, r))
+    if len(good) < criteria.min_consistent_lags:
+        return float("nan")
+    k, d, r = (np.array(v) for v in zip(*good, strict=True))
+    return abs(float(np.sum(r * k * d) / np.sum(r * k * k))) * um_per_sample * fps
+
+
+def path_velocity(
+    kymograph: np.ndarray,
+    *,
+    fps: float,
+    um_per_px: float,
+    noise_variance: float,
+    step_px: float = 1.0,
+    criteria: FlowCriteria = FlowCriteria(),
+) -> float:
+    """Red-cell velocity along a path (µm/s; NaN when nothing can be followed).
+
+    The velocity part of :func:`segment_flow`, for a longer path than one segment (a chain of
+    segments through junctions, :mod:`~sepsiscope.microcirculation.chains`). Parameters as there.
+    """
+    um_per_sample = um_per_px * step_px
+    dyn, moving, _, per_window = _moving_windows(
+        _smooth(kymograph), fps=fps, um_per_sample=um_per_sample,
+        noise_variance=noise_variance, criteria=criteria,
+    )  # fmt: skip
+    velocity = _streak_velocity(dyn, moving, per_window=per_window, fps=fps,
+                                um_per_sample=um_per_sample, criteria=criteria)  # fmt: skip
+    # a still part of the path (a stopped piece, residual jitter) is no velocity for the rest
+    return velocity if velocity >= criteria.stopped_below_um_per_s else float("nan")
+
+
+def segment_flow(
+    kymograph: np.ndarray,
+    *,
+    fps: float,
+    um_per_px: float,
+    noise_variance: float,
+    step_px: float = 1.0,
+    criteria: FlowCriteria = FlowCriteria(),
+    path_velocity_um_per_s: float = float("nan"),
+) -> SegmentFlow:
+    """Classify the flow in one segment and measure its red-cell velocity.
+
+    Parameters
+    ----------
+    kymograph : (T, L) float ndarray
+        From :func:`kymographs`; samples ``step_px`` apart along the centreline.
+    fps : float
+        Frames per second.
+    um_per_px : float
+    noise_variance : float
+        Dynamic variance a still column would show from sensor noise alone, in the kymograph's
+        units squared (``noise_variance(...) * unit_noise_variance(...)[i]``).
+    step_px : float
+    criteria : FlowCriteria
+    path_velocity_um_per_s : float
+        Velocity measured on a longer path through this segment (:func:`path_velocity` of its
+        extension through junctions); used for a segment that flows but whose own diagram cannot
+        follow its cells (too short for how far they move in a frame).
+
+    Returns
+    -------
+    SegmentFlow
+    """
+    um_per_sample = um_per_px * step_px
+    dyn, moving, blurred, per_window = _moving_windows(
+        _smooth(kymograph), fps=fps, um_per_sample=um_per_sample,
+        noise_variance=noise_variance, criteria=criteria,
+    )  # fmt: skip
+    velocity = _streak_velocity(dyn, moving, per_window=per_window, fps=fps,
+                                um_per_sample=um_per_sample, criteria=criteria)  # fmt: skip
+    if velocity < criteria.stopped_below_um_per_s:
+        moving[:] = False  # coherent change without displacement: not flow
     if blurred.any() and not moving.any():
         velocity = float("nan")  # only blurred (too fast) flow: no streak to measure
+    if (moving.any() or blurred.any()) and np.isnan(velocity):
+        velocity = float(path_velocity_um_per_s)
     fraction = float((moving | blurred).mean())
     if fraction < criteria.none_below_fraction:
         category = "none"
