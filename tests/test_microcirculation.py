@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -19,7 +20,9 @@ from sepsiscope.microcirculation import (
     video_metrics,
 )
 from sepsiscope.microcirculation.flow import SegmentFlow
+from sepsiscope.microcirculation.segment import segment_vessels
 from sepsiscope.microcirculation.skeleton import Segment, path_length, vessel_segments
+from sepsiscope.microcirculation.stabilise import Motion
 
 try:  # tests/ is a package in some checkouts and a plain folder in others
     from ._vessel_render import Vessel, arc, line, render, true_length_um
@@ -272,3 +275,26 @@ def test_a_vessel_fading_out_of_focus_is_followed_to_half_its_depth():
     assert len(followed) == len(plain) == 1
     assert followed[0].length_um == pytest.approx(152, abs=2.5)
     assert plain[0].length_um < 152 - 6
+
+
+def test_a_faint_capillary_between_dark_venules_is_found():
+    # two 40 µm venules, 50 % dark, and between them a 7 µm capillary only 6 % dark on tissue
+    # texture: one threshold over all scales sat above the capillary's answer and lost it
+    rng = np.random.default_rng(0)
+    rows, cols = np.mgrid[0:300, 0:400].astype(float)
+    darkness = np.where((np.abs(rows - 40) < 20) | (np.abs(rows - 260) < 20), 0.5, 0.0)
+    darkness += np.where(np.abs(cols - 200) < 3.5, 0.06, 0.0)
+    texture = cv2.GaussianBlur(rng.normal(0, 1, rows.shape), (0, 0), 12)
+    image = 150 * (1 - darkness) * (1 + 0.04 * texture / texture.std())
+    image = cv2.GaussianBlur((image + rng.normal(0, 1, rows.shape)).astype(np.float32), (0, 0), 1)
+    mask, _ = segment_vessels(image, um_per_px=1.0)
+    between = mask[80:220]
+    assert between[:, 196:205].any(axis=1).mean() > 0.5  # most of its length
+    assert not between[:, :190].any() and not between[:, 210:].any()  # and nothing else
+
+
+def test_frames_registration_could_not_place_are_named():
+    response = np.array([0.7, 0.65, 0.1, 0.72, 0.3, 0.68])
+    motion = Motion(np.zeros((6, 2)), response)
+    assert motion.placed().tolist() == [True, True, False, True, False, True]
+    assert motion.summary(1.0)["unplaced_fraction"] == pytest.approx(2 / 6)

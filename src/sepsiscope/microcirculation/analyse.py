@@ -160,8 +160,11 @@ def analyse_video(
     motion_summary = motion.summary(um_per_px)
     if flags:
         return Analysis(_empty_metrics(), motion_summary, figures, flags, messages)
-    # vessels are found where red cells pass at some time, not only where they are on average
-    dark_image = temporal_image(registered, statistic="dark")
+    # vessels are found where red cells pass at some time, not only where they are on average;
+    # frames that registration could not place are left out of that image (not of the flow)
+    placed = motion.placed()
+    still = registered[placed] if placed.sum() >= max(3, len(registered) // 2) else registered
+    dark_image = temporal_image(still, statistic="dark")
     mask, contrast = segment_vessels(
         dark_image, um_per_px=um_per_px, valid=valid, diameters_um=diameters_um,
         min_contrast=min_contrast,

@@ -3,8 +3,8 @@
 Red cells absorb green light, so a perfused vessel is dark on average over time even when single
 frames show plasma gaps. Segmentation therefore runs once, on the temporal mean, not per frame:
 flat-field correction, multi-scale dark-ridge vesselness (Sato's tubeness) with scales chosen from
-the vessel diameters in µm, hysteresis thresholding relative to the field's background response,
-a darkness test and removal of small objects.
+the vessel diameters in µm, for small and large vessels apart, hysteresis thresholding relative to
+the field's background response, a darkness test and removal of small objects.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 from skimage import filters, morphology
+
+from sepsiscope.microcirculation.skeleton import SMALL_VESSEL_UM
 
 
 def temporal_image(frames: np.ndarray, *, statistic: str = "mean") -> np.ndarray:
@@ -128,7 +130,8 @@ def segment_vessels(
         Connected objects smaller than this are noise, not vessels.
     threshold_sd : float
         Hysteresis high threshold on the vesselness: the field's median plus this many robust
-        standard deviations (low threshold: half of it).
+        standard deviations (low threshold: half of it), for small (< 20 µm) and large vessels
+        separately.
 
     Returns
     -------
@@ -141,18 +144,27 @@ def segment_vessels(
     >>> mask, contrast = segment_vessels(temporal_image(frames), um_per_px=1.0)  # doctest: +SKIP
     """
     contrast = flat_field(frames_mean, um_per_px=um_per_px)
-    ridge = vesselness(contrast, um_per_px=um_per_px, diameters_um=diameters_um)
-    field = np.ones(ridge.shape, bool) if valid is None else valid
-    values = ridge[field]
-    if values.size == 0 or values.max() <= 0:
-        return np.zeros(ridge.shape, bool), contrast
-    # most of a field is background, so its median and MAD describe the filter's answer to
-    # tissue texture and noise; Otsu would split venules from everything else and lose the
-    # faint capillaries that matter most
-    median = float(np.median(values))
-    spread = 1.4826 * float(np.median(np.abs(values - median)))
-    high = median + threshold_sd * max(spread, 1e-6)
-    mask = filters.apply_hysteresis_threshold(ridge, high / 2, high)
+    field = np.ones(contrast.shape, bool) if valid is None else valid
+    mask = np.zeros(contrast.shape, bool)
+    # small and large vessels are found apart: in one multi-scale maximum, the large scales'
+    # answer to tissue texture sets a threshold above a faint capillary's small-scale answer
+    # (on a field crowded with venules every capillary was lost)
+    low, high_um = diameters_um
+    bands = [(low, SMALL_VESSEL_UM), (SMALL_VESSEL_UM, high_um)]
+    if not low < SMALL_VESSEL_UM < high_um:
+        bands = [(low, high_um)]
+    for band in bands:
+        ridge = vesselness(contrast, um_per_px=um_per_px, diameters_um=band, n_scales=3)
+        values = ridge[field]
+        if values.size == 0 or values.max() <= 0:
+            continue
+        # most of a field is background, so its median and MAD describe the filter's answer to
+        # tissue texture and noise; Otsu would split venules from everything else and lose
+        # the faint capillaries that matter most
+        median = float(np.median(values))
+        spread = 1.4826 * float(np.median(np.abs(values - median)))
+        high = median + threshold_sd * max(spread, 1e-6)
+        mask |= filters.apply_hysteresis_threshold(ridge, high / 2, high)
     mask &= field
     # ridges of illumination or noise are not dark enough to hold red cells; the contrast is
     # smoothed over about a cell (3 µm) so that a stopped column's plasma gaps stay connected

@@ -31,10 +31,23 @@ class Motion:
     shifts_px: np.ndarray
     response: np.ndarray
 
+    def placed(self, *, relative: float = 0.5) -> np.ndarray:
+        """``(T,)`` bool: frames that matched the reference with a peak at least ``relative``
+        times the video's median peak. The others (motion blur, a burst of tremor) may sit at a
+        wrong place; averaged in, they would draw every vessel twice."""
+        if len(self.response) == 0:
+            return np.zeros(0, bool)
+        return self.response >= relative * float(np.median(self.response))
+
     def summary(self, um_per_px: float) -> dict[str, float]:
         """Motion figures in px and µm: largest excursion, mean frame-to-frame jitter."""
         if len(self.shifts_px) == 0:
-            return {"max_shift_px": 0.0, "max_shift_um": 0.0, "jitter_um": 0.0}
+            return {
+                "max_shift_px": 0.0,
+                "max_shift_um": 0.0,
+                "jitter_um": 0.0,
+                "unplaced_fraction": 0.0,
+            }
         excursion = np.hypot(*(self.shifts_px - self.shifts_px[0]).T)
         steps = np.hypot(*np.diff(self.shifts_px, axis=0).T) if len(self.shifts_px) > 1 else [0.0]
         return {
@@ -42,6 +55,7 @@ class Motion:
             "max_shift_um": float(excursion.max() * um_per_px),
             "jitter_um": float(np.mean(steps) * um_per_px),
             "min_registration_response": float(self.response.min()),
+            "unplaced_fraction": float(1.0 - self.placed().mean()),
         }
 
 
