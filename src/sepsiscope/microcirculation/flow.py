@@ -197,6 +197,7 @@ def unit_noise_variance(
 def _displacements(dyn: list[np.ndarray], max_lag: int, min_overlap: int):
     """Peak displacement (px) and normalised peak height for lags 1..max_lag, pooled windows."""
     length = dyn[0].shape[1]
+    min_overlap = min(min_overlap, length)  # a path of 1-2 samples: only the zero shift
     nfft = int(2 ** np.ceil(np.log2(2 * length)))
     # every frame weighs the same: a few frames of a stopped column must not dominate the sum
     dyn = [d / np.maximum(np.sqrt(np.mean(d * d, axis=1, keepdims=True)), 1e-6) for d in dyn]
