@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from sepsiscope.video import (
     VideoError,
+    image_files,
     iter_frames,
+    natural_key,
     plausible_fps,
     probe_video,
     read_frames,
@@ -167,3 +169,27 @@ def test_a_live_source_without_a_plausible_rate_assumes_25_and_warns(caplog):
         assert _live_rate("0", 50.0, 90000) == 50.0
         assert _live_rate("rtsp://cam", None, Fraction(30000, 1001)) == pytest.approx(29.97, 1e-3)
     assert not caplog.text
+
+
+def test_unpadded_frame_numbers_are_read_in_numeric_order(tmp_path):
+    import cv2
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(1, 13):  # Frame1.PNG ... Frame12.PNG; each frame's grey level is its number
+        cv2.imwrite(str(folder / f"Frame{i}.PNG"), np.full((8, 10), 10 * i, np.uint8))
+    (folder / "notes.txt").write_text("not a frame")
+    (folder / "._Frame1.PNG").write_bytes(b"\x00\x05\x16\x07")  # macOS resource file
+    (folder / "sub.png").mkdir()  # a folder named like an image is not a frame
+    names = [p.name for p in image_files(folder)]
+    assert names == [f"Frame{i}.PNG" for i in range(1, 13)]
+    levels = read_frames(folder)[:, 0, 0].tolist()
+    assert levels == [10 * i for i in range(1, 13)]
+    assert probe_video(folder).n_frames == 12
+
+
+@given(st.lists(st.integers(0, 10**6), min_size=1, max_size=30, unique=True))
+def test_natural_key_orders_numbered_names_by_their_number(numbers):
+    names = [f"img_{n}.tif" for n in numbers]
+    assert sorted(names, key=natural_key) == [f"img_{n}.tif" for n in sorted(numbers)]
+    assert natural_key("IMG_2.TIF") == natural_key("img_2.tif")

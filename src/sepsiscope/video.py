@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -58,8 +59,35 @@ class VideoInfo:
     bit_depth: int
 
 
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that compares runs of digits as numbers and the rest case-insensitively.
+
+    Cameras and exporters often number frames without zero padding (``Frame2.png`` before
+    ``Frame10.png``); a plain sort would put frame 10 before frame 2 and scramble time.
+    """
+    return tuple(
+        (0, int(part)) if part.isdigit() else (1, part.lower())
+        for part in _DIGITS.split(name)
+        if part
+    )
+
+
+def is_image_file(path: Path) -> bool:
+    """Whether ``path`` is a frame of a frame folder: a file with an image suffix (any case), not
+    hidden (macOS copies leave ``._Frame1.png`` resource files beside the frames)."""
+    return (
+        path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_file()
+    )
+
+
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """The image frames of a folder in time order: natural order of their names (see
+    :func:`natural_key`), suffixes matched in any case; sub-folders and other files are ignored."""
+    files = [p for p in Path(folder).iterdir() if is_image_file(p)]
+    return sorted(files, key=lambda p: (natural_key(p.name), p.name))
 
 
 def _kind(path: Path) -> str:
@@ -86,7 +114,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     _check_exists(path)
     kind = _kind(path)
     if kind == "folder":
-        files = _image_files(path)
+        files = image_files(path)
         if not files:
             raise VideoError(f"{path}: folder holds no image frames ({', '.join(IMAGE_SUFFIXES)})")
         first = _read_image(files[0])
@@ -225,7 +253,7 @@ def iter_frames(
         raise ValueError("every must be >= 1")
     kind = _kind(path)
     if kind == "folder":
-        for i, file in enumerate(_image_files(path)[:stop]):
+        for i, file in enumerate(image_files(path)[:stop]):
             if i % every == 0:
                 yield i, _read_image(file)
         return
