@@ -230,3 +230,50 @@ def test_rolling_interval_contains_mean_within_unit_range(probs, block_s):
     low, high = rolling.interval
     assert 0 <= low <= rolling.probability + 1e-12 and rolling.probability - 1e-12 <= high <= 1
     assert rolling.probability == pytest.approx(np.mean(probs))
+
+
+def test_folder_of_single_page_tiff_frames_is_one_video(media, tmp_path, caplog):
+    import tifffile
+
+    folder = tmp_path / "tifframes"
+    folder.mkdir()
+    for i, frame in enumerate(vessel_frames(50)):
+        tifffile.imwrite(folder / f"img_{i}.tif", frame)  # unpadded: img_10 sorts after img_9
+    (folder / "notes.txt").write_text("exported by the camera")
+    with caplog.at_level(logging.WARNING, logger="sepsiscope.predict"):
+        result = predict(media["run"], folder, PredictSettings(**FAST, fps=FPS), quiet=True)
+    assert result["name"] == "tifframes" and result["frames_sampled"] == N_SAMPLED
+    assert "a folder of frames; skipped 1 entries: notes.txt" in caplog.text
+    assert "too short" not in caplog.text
+
+
+def test_folder_of_videos_stacks_and_frame_subfolders(tmp_path, caplog):
+    import tifffile
+
+    from sepsiscope.predict import _resolve
+
+    frames = np.stack(vessel_frames(4))
+    write_video(tmp_path / "c.avi", frames, FPS)
+    tifffile.imwrite(tmp_path / "b10.tif", frames, photometric="minisblack")  # stacks: videos
+    tifffile.imwrite(tmp_path / "b9.tif", frames, photometric="minisblack")
+    write_video(tmp_path / "a", frames, FPS)  # a sub-folder of PNG frames is a video
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "cover.png").write_bytes((tmp_path / "a" / "frame_00000.png").read_bytes())
+    with caplog.at_level(logging.WARNING, logger="sepsiscope.predict"):
+        items = _resolve(str(tmp_path))
+    assert [i["name"] for i in items] == ["a", "b9", "b10", "c"]
+    assert "a folder of videos; skipped 2 entries: cover.png, empty/" in caplog.text
+
+
+def test_cli_json_prints_the_failures_when_no_video_could_be_predicted(media, tmp_path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "one.avi").write_bytes(b"not a video")
+    (folder / "two.mp4").write_bytes(b"nor this")
+    args = ["predict", str(media["run"]), str(folder), "--backend", "fp32", "--out",
+            str(tmp_path / "out"), "--json"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "no video could be predicted" in result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["summary"]["n_failed"] == 2 and payload["videos"] == []
+    assert [f["video"].rsplit("/", 1)[-1] for f in payload["failures"]] == ["one.avi", "two.mp4"]

@@ -40,11 +40,19 @@ from sepsiscope.errors import InputError, PartialFailure
 from sepsiscope.layout import PredictionLayout, RunLayout, prediction_summary
 from sepsiscope.settings import StageSettings, provenance
 from sepsiscope.sources import LiveSource, camera_frames, file_frames, is_live_spec
-from sepsiscope.video import IMAGE_SUFFIXES, VideoError, probe_video, resolve_fps
+from sepsiscope.video import (
+    CONTAINER_SUFFIXES,
+    IMAGE_SUFFIXES,
+    TIFF_SUFFIXES,
+    VideoError,
+    probe_video,
+    resolve_fps,
+    videos_in_folder,
+)
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".tif", ".tiff")
+VIDEO_SUFFIXES = (*CONTAINER_SUFFIXES, *TIFF_SUFFIXES)
 MANIFEST_SUFFIXES = (".csv", ".parquet")
 LATENCY_GOAL_MS = 100.0
 
@@ -98,15 +106,21 @@ def _resolve(source: str) -> list[dict[str, Any]]:
             for row in table.itertuples()
         ]
     if path.is_dir():
-        entries = sorted(path.iterdir())
-        if any(p.suffix.lower() in IMAGE_SUFFIXES for p in entries) and not any(
-            p.suffix.lower() in VIDEO_SUFFIXES for p in entries
-        ):
-            return [{"kind": "file", "spec": str(path), "name": path.name}]
-        videos = [p for p in entries if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES]
+        videos, skipped = videos_in_folder(path)
         if not videos:
-            raise InputError(f"{path}: holds no videos ({', '.join(VIDEO_SUFFIXES)})")
-        return [{"kind": "file", "spec": str(p), "name": p.stem} for p in videos]
+            raise InputError(
+                f"{path}: holds no videos ({', '.join(VIDEO_SUFFIXES)}), image frames "
+                f"({', '.join(IMAGE_SUFFIXES)}) nor sub-folders of frames"
+            )
+        if skipped:
+            names = ", ".join(p.name + ("/" if p.is_dir() else "") for p in skipped[:5])
+            more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+            what = "a folder of frames" if videos == [path] else "a folder of videos"
+            log.warning("%s: %s; skipped %d entries: %s%s", path, what, len(skipped), names, more)
+        return [
+            {"kind": "file", "spec": str(p), "name": p.stem if p.is_file() else p.name}
+            for p in videos
+        ]
     return [{"kind": "file", "spec": str(path), "name": path.stem}]
 
 
@@ -370,7 +384,9 @@ def _predict_all(
     write_text(with_table, table.to_csv(index=False))
     result = {"videos": results, "failures": failures, "summary": summary, "table": str(with_table)}
     if not results:
-        raise InputError(f"{source}: no video could be predicted ({failures[0]['reason']})")
+        error = InputError(f"{source}: no video could be predicted ({failures[0]['reason']})")
+        error.result = result  # the failures, printed by --json as a partial failure's are
+        raise error
     if failures:
         error = PartialFailure(f"{len(failures)} of {len(items)} videos failed")
         error.result = result

@@ -29,6 +29,7 @@ from sepsiscope.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 TIFF_SUFFIXES = (".tif", ".tiff")
+CONTAINER_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv")
 _HIGH_DEPTH_MARKERS = ("16", "12", "10", "48", "64")
 # Above this a container's "frame rate" is its time base (1000 in MKV/WebM, 90000 in MPEG-TS and
 # some AVI/MKV muxers), not a camera's rate; microcirculation cameras run at 25-60 fps.
@@ -88,6 +89,46 @@ def image_files(folder: str | os.PathLike) -> list[Path]:
     :func:`natural_key`), suffixes matched in any case; sub-folders and other files are ignored."""
     files = [p for p in Path(folder).iterdir() if is_image_file(p)]
     return sorted(files, key=lambda p: (natural_key(p.name), p.name))
+
+
+def _tiff_pages(path: Path) -> int:
+    """Frames in a TIFF (1 for a single frame); 0 where it cannot be read."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return _stack_geometry(tif.series[0].shape)[0]
+    except Exception:  # tifffile raises many types for corrupt files; the reader names them
+        return 0
+
+
+def videos_in_folder(folder: str | os.PathLike) -> tuple[list[Path], list[Path]]:
+    """The videos a folder holds, and the entries left out: ``(videos, skipped)``.
+
+    - A folder whose files are all images (PNG/JPEG/BMP, or TIFFs of one frame each) is ONE video,
+      ``[folder]``; its sub-folders are skipped.
+    - Otherwise each video file (container, or TIFF of several frames) is a video, and so is each
+      sub-folder that holds image frames; single images beside them are skipped.
+
+    Both lists are in natural name order; hidden entries are ignored.
+    """
+    folder = Path(folder)
+    entries = sorted(
+        (p for p in folder.iterdir() if not p.name.startswith(".")),
+        key=lambda p: (natural_key(p.name), p.name),
+    )
+    files = [p for p in entries if p.is_file()]
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    containers = [p for p in files if p.suffix.lower() in CONTAINER_SUFFIXES]
+    tiffs = [p for p in images if p.suffix.lower() in TIFF_SUFFIXES]
+    # A TIFF is a frame or a stack; the first one decides for all (a folder mixes them rarely).
+    tiff_stacks = bool(tiffs) and _tiff_pages(tiffs[0]) > 1
+    if images and not containers and not tiff_stacks:
+        frames = set(images)
+        return [folder], [p for p in entries if p not in frames]
+    chosen = set(containers) | set(tiffs if tiff_stacks else [])
+    chosen |= {p for p in entries if p.is_dir() and image_files(p)}
+    return [p for p in entries if p in chosen], [p for p in entries if p not in chosen]
 
 
 def _kind(path: Path) -> str:

@@ -2,7 +2,9 @@
 
 Exit status: 0 success; 1 a stage failed; 2 a bad argument or input; 3 the stage finished but some
 inputs (videos) failed, which are listed. ``--json`` prints one JSON object on stdout naming what
-was written and the key figures; progress and logs go to stderr.
+was written and the key figures; progress and logs go to stderr. On an error the message goes to
+stderr, and stdout holds the result only where the error carries one (``.result``: exit 3, or a
+batch in which every video failed, with the failures listed).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import typer
 
 from sepsiscope import __version__
 from sepsiscope._io import to_json
-from sepsiscope.errors import PartialFailure, SepsiscopeError
+from sepsiscope.errors import SepsiscopeError
 
 app = typer.Typer(
     help="Sepsis detection research on sublingual dark-field microcirculation videos. "
@@ -42,13 +44,10 @@ def run_stage(fn: Callable[[], dict[str, Any]], *, as_json: bool, summary: Calla
     """Call a library function, print its result and turn known errors into an exit status."""
     try:
         result = fn()
-    except PartialFailure as exc:
+    except SepsiscopeError as exc:  # PartialFailure, and any error that carries what was done
         result = getattr(exc, "result", None)
         if result is not None:
             typer.echo(to_json(result) if as_json else summary(result))
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(exc.exit_code) from None
-    except SepsiscopeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
     typer.echo(to_json(result) if as_json else summary(result))
