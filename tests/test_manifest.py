@@ -96,3 +96,27 @@ def test_missing_file_tolerated_when_ingest_records_it(files):
     rows = [{"patient_id": "p", "video": "videos/gone.avi", "label": "septic", "um_per_px": 1}]
     table = read_manifest(write_manifest(files / "m.csv", rows), require_files=False)
     assert table.video[0].endswith("gone.avi")
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding"),
+    [
+        ("Patient ID,Video,LABEL,um-per-px\np1,videos/a.avi,Septic,1.5\n", "utf-8"),
+        ("\ufeffpatient id;video;label;µm per px\np1;videos/a.avi;septic;1,5\n", "utf-8"),
+        ("Patient-ID\tVideo\tLabel\tUM_PER_PX\np1\tvideos/a.avi\tsepsis\t1.5\n", "utf-8"),
+        ("Patient ID;Video;Label;µm per px\np1;videos/a.avi;septic;1,5\n", "cp1252"),
+    ],
+    ids=["spaces-and-case", "semicolon-bom-decimal-comma", "tab-hyphen", "windows-code-page"],
+)
+def test_headers_normalised_and_separator_sniffed(files, text, encoding):
+    (files / "m.csv").write_bytes(text.encode(encoding))
+    table = read_manifest(files / "m.csv")
+    assert table.patient_id.tolist() == ["p1"] and table.label.tolist() == ["septic"]
+    assert table.video[0] == str(files / "videos" / "a.avi")
+    assert table.um_per_px.tolist() == [1.5]
+
+
+def test_a_comma_csv_keeps_semicolons_inside_its_fields(files):
+    (files / "m.csv").write_text("patient_id,video,label,site\np;1,videos/a.avi,septic,a;b\n")
+    table = read_manifest(files / "m.csv", require_scale=False)
+    assert table.patient_id.tolist() == ["p;1"] and table.site.tolist() == ["a;b"]

@@ -1,6 +1,8 @@
 """The manifest: which videos belong to which patient, and each patient's diagnosis.
 
-A manifest is a CSV or Parquet table, one row per video:
+A manifest is a CSV (comma, semicolon or tab separated, sniffed from the header line) or Parquet
+table, one row per video; headers are matched case-insensitively with spaces and hyphens read as
+underscores (:func:`column_name`):
 
 ``patient_id`` (required)
     Any text; one patient may have several videos (sites, repeats).
@@ -24,7 +26,9 @@ missing on disk).
 
 from __future__ import annotations
 
+import io
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -74,18 +78,46 @@ def _listing(items: list[str]) -> str:
     return shown + (f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else "")
 
 
+def column_name(header: object) -> str:
+    """A manifest header as its column name: case-insensitive, spaces and hyphens as underscores
+    (``Patient ID`` and ``patient-id`` are ``patient_id``; ``µm`` is ``um``)."""
+    name = str(header).strip().lstrip("\ufeff").lower().replace("µ", "u").replace("μ", "u")
+    return re.sub(r"[\s\-]+", "_", name)
+
+
+def _separator(first_line: str) -> str:
+    """The field separator of a CSV: comma, semicolon (European spreadsheet exports) or tab,
+    whichever its header line holds most of (comma on a tie)."""
+    counts = {sep: first_line.count(sep) for sep in (",", ";", "\t")}
+    return max(counts, key=lambda sep: (counts[sep], sep == ","))
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:  # spreadsheet exports in the Windows code page
+        return path.read_text(encoding="cp1252")
+
+
 def _load(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise InputError(f"manifest {path} not found")
+    sep = ","
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             table = pd.read_parquet(path)
         else:
+            text = _read_text(path)
+            sep = _separator(text.split("\n", 1)[0])
             # All text: keeps patient ids such as "007" and lets labels 1/0 mix with words.
-            table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+            table = pd.read_csv(
+                io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True
+            )
     except Exception as exc:  # pandas and pyarrow raise many types for malformed files
         raise InputError(f"manifest {path} cannot be read as a table: {exc}") from exc
-    table.columns = [str(c).strip().lower() for c in table.columns]
+    table.columns = [column_name(c) for c in table.columns]
+    # A semicolon CSV comes from a spreadsheet whose locale writes decimal commas (1,2 µm/px).
+    table.attrs["decimal_comma"] = sep == ";"
     return table
 
 
@@ -94,6 +126,8 @@ def _number(table: pd.DataFrame, column: str, problems: list[str]) -> tuple[pd.S
     if column not in table:
         return pd.Series(np.nan, index=table.index, dtype=float), pd.Series(False, table.index)
     raw = table[column].astype(str).str.strip().replace({"": np.nan, "nan": np.nan, "None": np.nan})
+    if table.attrs.get("decimal_comma"):
+        raw = raw.str.replace(r"^(\d*),(\d+)$", r"\1.\2", regex=True)
     values = pd.to_numeric(raw, errors="coerce")
     bad = raw.notna() & (values.isna() | (values <= 0))
     if bad.any():
