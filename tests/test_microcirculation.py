@@ -298,3 +298,25 @@ def test_frames_registration_could_not_place_are_named():
     motion = Motion(np.zeros((6, 2)), response)
     assert motion.placed().tolist() == [True, True, False, True, False, True]
     assert motion.summary(1.0)["unplaced_fraction"] == pytest.approx(2 / 6)
+
+
+def test_a_still_column_uniform_beside_its_darkness_is_blurred_flow():
+    # a 60 µm column 50 grey levels darker than the tissue: cells streaking past in a long
+    # exposure leave a profile that varies by a few grey levels (above the sensor noise of 1),
+    # stopped cells and plasma gaps by tens
+    from sepsiscope.microcirculation.flow import segment_flow
+
+    rng = np.random.default_rng(3)
+    s = np.arange(60)
+    streaked = 100 + 3 * np.sin(2 * np.pi * s / 25)  # texture SD 2.1: 4 % of the depth
+    barcode = 100 + 20 * (np.sin(2 * np.pi * s / 12) > 0)  # texture SD 10: 20 % of the depth
+    for profile, depth, expected in [
+        (streaked, float("nan"), "none"),  # the noise alone cannot tell it from stopped cells
+        (streaked, 50.0, "continuous"),
+        (barcode, 50.0, "none"),
+    ]:
+        kymograph = profile[None, :] + rng.normal(0, 1.0, (50, 60))
+        flow = segment_flow(
+            kymograph, fps=25.0, um_per_px=1.0, noise_variance=0.5, column_depth=depth
+        )
+        assert flow.category == expected, (depth, expected)

@@ -19,7 +19,12 @@ from sepsiscope.microcirculation.flow import (
 )
 from sepsiscope.microcirculation.metrics import video_metrics
 from sepsiscope.microcirculation.quality import QualityCriteria, check_quality
-from sepsiscope.microcirculation.segment import lumen_mask, segment_vessels, temporal_image
+from sepsiscope.microcirculation.segment import (
+    flat_field,
+    lumen_mask,
+    segment_vessels,
+    temporal_image,
+)
 from sepsiscope.microcirculation.skeleton import Segment, resample_path, vessel_segments
 from sepsiscope.microcirculation.stabilise import apply_motion, estimate_motion
 
@@ -101,6 +106,22 @@ def _extended_flow_paths(
     owner = {i: distinct.setdefault(tuple(parts), len(distinct)) for i, parts in extended.items()}
     paths = _flow_paths([chain_path(centrelines, list(k)) for k in distinct], distance, um_per_px)
     return paths, owner
+
+
+def _column_depths(
+    kymos: list[np.ndarray], paths: list[np.ndarray], contrast: np.ndarray
+) -> list[float]:
+    """How much darker each path's vessel is than the tissue beside it, in intensity units.
+
+    From the kymograph's median level ``L`` and the flat-field contrast ``c`` of the temporal
+    mean along the path (``c = L / background - 1``): ``background - L = L (-c) / (1 + c)``.
+    """
+    depths = []
+    for kymo, path in zip(kymos, paths, strict=True):
+        c = float(np.median(ndimage.map_coordinates(contrast, path.T, order=1, mode="nearest")))
+        level = float(np.median(kymo))
+        depths.append(level * -c / (1 + c) if -1 < c < 0 else float("nan"))
+    return depths
 
 
 def analyse_video(
@@ -186,14 +207,16 @@ def analyse_video(
         path_velocity(k, fps=fps, um_per_px=um_per_px, noise_variance=sigma2 * u, criteria=flow)
         for k, u in zip(long_kymos, unit[len(paths) :], strict=True)
     ]
+    depths = _column_depths(kymos, paths, flat_field(mean_image, um_per_px=um_per_px))
     flows = [
         segment_flow(
             k, fps=fps, um_per_px=um_per_px, noise_variance=sigma2 * u, criteria=flow,
             path_velocity_um_per_s=(
                 long_velocity[long_path_of[i]] if i in long_path_of else float("nan")
             ),
+            column_depth=depth,
         )
-        for i, (k, u) in enumerate(zip(kymos, unit[: len(paths)], strict=True))
+        for i, (k, u, depth) in enumerate(zip(kymos, unit[: len(paths)], depths, strict=True))
     ]  # fmt: skip
     metrics = video_metrics(segments, flows, valid, um_per_px=um_per_px)
     return Analysis(
