@@ -92,3 +92,12 @@ def test_explain_store_split_cli(tmp_path):
     assert payload["n"] == 3 and set(table["video_id"]) <= {"non1_v0", "sep1_v0"}
     assert all(Path(p).exists() for p in payload["pngs"])
     assert payload["out"] == str(run / "explanations")
+    # One video's explanations get their own folder: the split's table and overlays stay intact.
+    video = write_test_video(tmp_path / "clip.avi")
+    one = explain(run, ExplainSettings(n=2), video=video, quiet=True)
+    assert one["out"] == str(run / "explanations" / "videos" / "clip")
+    assert all(Path(p).parent == run / "explanations" / "videos" / "clip" for p in one["pngs"])
+    assert pd.read_parquet(payload["table"]).equals(table)
+    assert sorted(p.name for p in (run / "explanations").glob("*.png")) == sorted(
+        Path(p).name for p in payload["pngs"]
+    )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -166,7 +167,9 @@ class ExplainSettings(StageSettings):
     n: int = Field(8, ge=1, description="half highest, half lowest probability")
     indices: list[int] | None = Field(None, description="explain these rows instead")
     target: Literal["predicted", "septic", "non-septic"] = "predicted"
-    out: Path | None = Field(None, description="output folder; default RUN/explanations")
+    out: Path | None = Field(
+        None, description="output folder; default RUN/explanations (a VIDEO: .../videos/NAME)"
+    )
     fps: float | None = Field(None, gt=0, description="frame rate of a VIDEO that has none")
 
 
@@ -232,6 +235,12 @@ def _video_samples(
     return table, np.concatenate(chunks)
 
 
+def _folder_name(video: Path) -> str:
+    """A video's name as a folder name: its stem (a frame folder's own name), safe characters."""
+    name = video.name if video.is_dir() else video.stem
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "video"
+
+
 def explain(
     run_dir: str | os.PathLike,
     settings: ExplainSettings | None = None,
@@ -263,7 +272,12 @@ def explain(
         high, low = order[: (settings.n + 1) // 2], order[::-1][: settings.n // 2]
         chosen = list(dict.fromkeys([*high.tolist(), *low.tolist()]))
     maps, probs = cam(samples[chosen], target=settings.target, threshold=info.threshold)
-    out = Path(settings.out) if settings.out else RunLayout(run_dir).explanations
+    if settings.out:
+        out = Path(settings.out)
+    elif video is not None:  # apart from the split's table and overlays, one folder per video
+        out = RunLayout(run_dir).video_explanations / _folder_name(Path(video))
+    else:
+        out = RunLayout(run_dir).explanations
     records = []
     for rank, (index, heat, p) in enumerate(
         track(list(zip(chosen, maps, probs, strict=True)), description="explain", quiet=quiet)

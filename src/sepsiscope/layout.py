@@ -97,6 +97,8 @@ class RunLayout:
     measurements = property(lambda self: self.root / "measurements")
     predictions = property(lambda self: self.root / "predictions")
     explanations = property(lambda self: self.root / "explanations")
+    # explain RUN VIDEO: one folder per video, apart from the split's overlays and table
+    video_explanations = property(lambda self: self.explanations / "videos")
     report = property(lambda self: self.root / "report.html")
 
     # classifier/
@@ -252,7 +254,8 @@ def prediction_summary(out_dir: str | os.PathLike) -> Path:
 
 
 def explanation_png(out_dir: str | os.PathLike, rank: int, video_id: str, row: int) -> Path:
-    """A Grad-CAM overlay: RUN/explanations/<rank>_<video>_<row>.png."""
+    """A Grad-CAM overlay: RUN/explanations/<rank>_<video>_<row>.png (of a store split), or
+    RUN/explanations/videos/<video>/<rank>_<video>_<row>.png (of one video)."""
     return Path(out_dir) / f"{rank:02d}_{video_id}_{row:05d}.png"
 
 

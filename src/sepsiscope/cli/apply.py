@@ -102,7 +102,10 @@ def explain_cmd(
         typer.Option("--target", help="predicted, septic or non-septic (default predicted)."),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Output folder (default RUN/explanations).")
+        Path | None,
+        typer.Option(
+            "--out", help="Output folder (default RUN/explanations; a VIDEO's: .../videos/NAME)."
+        ),
     ] = None,
     fps: Annotated[
         float | None, typer.Option("--fps", help="Frame rate of a VIDEO that has none.")
