@@ -305,3 +305,69 @@ def test_small_cohort_gets_as_many_folds_as_it_allows(caplog):
         assert feasible_folds(labels, 5) == 2  # two non-septic patients: two folds
     assert "making 2 fold(s) instead" in caplog.text
     assert feasible_folds({"a": "septic", "b": "non-septic", "c": "septic"}, 5) == 0
+
+
+def _scene(side_px: int, seed: int = 3) -> np.ndarray:
+    """A grey field of dark blurred lines (vessels), drawn at 0.5 µm/px."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    scene = np.full((side_px, side_px), 170, np.uint8)
+    for _ in range(40):
+        p0, p1 = (tuple(int(v) for v in rng.integers(0, side_px, 2)) for _ in range(2))
+        cv2.line(scene, p0, p1, int(rng.integers(40, 110)), int(rng.integers(6, 16)))
+    return cv2.GaussianBlur(scene, (0, 0), 2.0)
+
+
+def test_field_um_crops_every_camera_to_the_same_physical_field(tmp_path):
+    """Two cameras see one scene at 1.0 and 1.5 µm/px over 300 and 450 µm: sized in pixels their
+    samples differ in scale; with field_um = 150 both show the same central 150 µm, at one
+    µm per sample pixel. A camera whose field is under 150 µm fails with the reason."""
+    import cv2
+
+    scene = _scene(900)  # 450 µm at 0.5 µm/px
+    fine = cv2.resize(scene[150:750, 150:750], (300, 300), interpolation=cv2.INTER_AREA)
+    coarse = cv2.resize(scene, (300, 300), interpolation=cv2.INTER_AREA)
+    small = fine[90:210, 90:210]  # 120 µm at 1.0 µm/px
+    rows = []
+    for name, frame, um in (("fine", fine, 1.0), ("coarse", coarse, 1.5), ("small", small, 1.0)):
+        write_video(tmp_path / f"{name}.tif", [frame] * 30, 25)
+        rows.append({"patient_id": name, "video": f"{name}.tif", "label": "septic",
+                     "um_per_px": um, "fps": 25})  # fmt: skip
+    manifest = write_manifest(tmp_path / "m.csv", rows)
+    base = IngestSettings(val=0, test=0, folds=0, min_duration_s=0, size=64)
+
+    def samples(store_dir, settings):
+        try:
+            ingest(manifest, store_dir, settings, quiet=True)
+            reason = ""
+        except PartialFailure as failed:
+            reason = str(failed)
+        store = FrameStore(store_dir)
+        frames = store.frames.set_index("video_id")
+        return store, {v: store.read_table(store.frames[store.frames.video_id == v])[0]
+                       for v in ("fine", "coarse")}, frames, reason  # fmt: skip
+
+    _, by_px, _, reason = samples(tmp_path / "px", base)
+    assert reason == ""  # sized in pixels, a 120 µm field is a 120 px square like any other
+    store, by_field, frames, reason = samples(tmp_path / "um", base.model_copy(
+        update={"field_um": 150.0}))  # fmt: skip
+    assert ("small.tif: the field of view, 120x120 µm (120x120 px at 1 µm/px), is smaller than "
+            "the 150 µm samples (field_um)") in reason  # fmt: skip
+    assert frames.loc["fine", "crop_px"].tolist() == [150, 150]
+    assert frames.loc["coarse", "crop_px"].tolist() == [100, 100]
+    np.testing.assert_allclose(frames["um_per_px"], 150 / 64)
+    assert frames.loc["coarse", "crop_y"].tolist() == [100, 100]
+    gap_field = np.abs(by_field["fine"].astype(int) - by_field["coarse"]).mean()
+    gap_px = np.abs(by_px["fine"].astype(int) - by_px["coarse"]).mean()
+    assert gap_field < 3 < 15 < gap_px  # same tissue at one scale vs two scales
+    assert store.meta["settings"]["field_um"] == 150.0
+    with pytest.raises(InputError, match=r"field_um 150.0 -> 120.0"):
+        ingest(manifest, tmp_path / "um", base.model_copy(update={"field_um": 120.0}), quiet=True)
+    # tiles of the fixed field cover the frame: 300 px / 150 px = 2 x 2 tiles on the fine camera
+    _, _, tiled, _ = samples(tmp_path / "tiles", base.model_copy(
+        update={"field_um": 150.0, "crop": "tiles"}))  # fmt: skip
+    fine_tiles = tiled.loc["fine"]
+    assert len(fine_tiles) == 2 * 4 and set(fine_tiles["crop_px"]) == {150}
+    corners = set(zip(fine_tiles.crop_y, fine_tiles.crop_x, strict=True))
+    assert corners == {(0, 0), (0, 150), (150, 0), (150, 150)}

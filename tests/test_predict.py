@@ -61,18 +61,34 @@ def test_file_prediction_counts_gate_and_rolling_mean(media):
     assert strict["verdict"] == "non-septic"
 
 
-def test_samples_match_ingest(media, tmp_path):
-    """The samples predict makes are the ones ingest stores for the same video."""
+def _field_run(media, tmp_path, field_um: float):
+    """The media run, as if its store had been ingested with ``field_um``."""
+    import shutil
+
+    from sepsiscope.layout import RunLayout
+
+    run = shutil.copytree(media["run"], tmp_path / "field_run")
+    saved = json.loads(RunLayout(run).model_settings.read_text())
+    saved["sampling"] = {**SAMPLING, "field_um": field_um}
+    RunLayout(run).model_settings.write_text(json.dumps(saved))
+    return run
+
+
+@pytest.mark.parametrize("field_um", [None, 60.0])
+def test_samples_match_ingest(media, tmp_path, field_um):
+    """The samples predict makes are the ones ingest stores for the same video, also when both
+    crop a fixed field in µm (60 µm at 0.75 µm/px: 80 px squares of the 128x96 frames)."""
     from sepsiscope._sampling import SamplingPlan, ingest_video
     from sepsiscope.layout import StoreLayout
 
     plan = SamplingPlan(every=None, rate_hz=SAMPLING["rate_hz"], size=SAMPLING["size"],
                         crop="center", channel_offset_s=SAMPLING["channel_offset_s"],
-                        optimal_duration_s=5.0, min_duration_s=3.0)  # fmt: skip
+                        optimal_duration_s=5.0, min_duration_s=3.0, field_um=field_um)  # fmt: skip
     job = {"root": str(tmp_path), "video_id": "a", "video": str(media["video"]),
            "patient_id": "p", "label": "septic", "y": 1, "site": "", "camera": "",
-           "um_per_px": 1.0, "fps": FPS, "plan": plan, "source_key": "k"}  # fmt: skip
+           "um_per_px": 0.75, "fps": FPS, "plan": plan, "source_key": "k"}  # fmt: skip
     ingested = ingest_video(job)
+    assert set(ingested["frames"]["crop_px"]) == {80 if field_um else 96}
     stored = zarr.open_array(str(StoreLayout(tmp_path).array("a")), mode="r")[:]
     seen = []
 
@@ -84,14 +100,44 @@ def test_samples_match_ingest(media, tmp_path):
     from sepsiscope.predict import predict_stream
     from sepsiscope.sources import file_frames
 
-    _, info = load_run(media["run"])
-    settings = PredictSettings(quality_gate=False)
+    run = _field_run(media, tmp_path, field_um) if field_um else media["run"]
+    _, info = load_run(run)
+    assert info.field_um == field_um
+    settings = PredictSettings(quality_gate=False, um_per_px=0.75)
     for _ in predict_stream(file_frames(media["video"], FPS), record, info, fps=FPS,
                             settings=settings, live=False):  # fmt: skip
         pass
     np.testing.assert_array_equal(np.concatenate(seen), stored)
     frames = ingested["frames"]
     assert frames.loc[frames["frame_index"] == BLACK, "illumination_score"].item() == 10
+
+
+def test_field_um_run_needs_the_scale_and_a_large_enough_field(media, tmp_path):
+    """A run ingested with field_um: predict and explain take the scale from --um-per-px or the
+    manifest, refuse without one, and refuse a field of view smaller than field_um."""
+    from sepsiscope.explain import ExplainSettings, explain
+
+    run = _field_run(media, tmp_path, 60.0)
+    out = {"out": tmp_path / "o"}
+    with pytest.raises(InputError, match=r"a.avi: samples of a fixed 60 µm field \(field_um\) "
+                       r"need the video's µm/px; give --um-per-px"):  # fmt: skip
+        predict(run, media["video"], PredictSettings(**FAST, **out), quiet=True)
+    with pytest.raises(InputError, match=r"the field of view, 64x48 µm \(128x96 px at 0.5 "
+                       r"µm/px\), is smaller than the 60 µm samples"):  # fmt: skip
+        predict(run, media["video"], PredictSettings(**FAST, **out, um_per_px=0.5), quiet=True)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"patient_id,video,label,um_per_px\np,{media['video']},septic,0.75\n")
+    listed = predict(run, manifest, PredictSettings(**FAST, out=tmp_path / "m"), quiet=True)
+    cli = CliRunner().invoke(app, ["predict", str(run), str(media["video"]), "--um-per-px",
+                                   "0.75", "--backend", "fp32", "--out", str(tmp_path / "c"),
+                                   "--json"])  # fmt: skip
+    assert cli.exit_code == 0, cli.output
+    given = json.loads(cli.stdout)
+    assert given["frames_used"] == listed["videos"][0]["frames_used"] > 0
+    assert given["probability"] == pytest.approx(listed["videos"][0]["probability"], abs=1e-5)
+    shown = explain(run, ExplainSettings(n=2, out=tmp_path / "e", um_per_px=0.75),
+                    video=media["video"], quiet=True)  # fmt: skip
+    assert shown["n"] == 2
 
 
 def test_16_bit_folder_needs_fps_and_shares_ingest_white_level(media, tmp_path):

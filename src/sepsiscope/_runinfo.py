@@ -1,8 +1,8 @@
 """What prediction needs from a run: the model, its input mode, the sampling and the threshold.
 
 Samples at prediction time must be made exactly as ingest made the training samples (size, crop,
-channel offset, rate), so these come from the run's saved settings or, failing that, from the
-store the run was trained on. The threshold is the one fixed on validation by ``evaluate``.
+field in µm, channel offset, rate), so these come from the run's saved settings or, failing that,
+from the store the run was trained on. The threshold is the one fixed on validation by ``evaluate``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sepsiscope.layout import RunLayout, StoreLayout
 
 log = logging.getLogger(__name__)
 
-SAMPLING_KEYS = ("size", "crop", "channel_offset_s", "rate_hz", "every")
+SAMPLING_KEYS = ("size", "crop", "channel_offset_s", "rate_hz", "every", "field_um")
 DEFAULT_THRESHOLD = 0.5
 
 
@@ -38,6 +38,7 @@ class RunInfo:
     threshold_source: str
     threshold_level: str
     video_rule: str
+    field_um: float | None = None  # side of every crop in µm (None: sized in pixels)
 
 
 def _settings_dict(obj: Any) -> dict[str, Any]:
@@ -73,7 +74,7 @@ def _sampling(layout: RunLayout, train: dict[str, Any]) -> dict[str, Any]:
             out[name] = found[0]
         else:
             out[name] = default
-            if name != "every":
+            if name not in ("every", "field_um"):  # None is their usual value
                 log.warning(
                     "%s: the run records no sampling setting %r (nor its store): using %r",
                     layout.root,
@@ -127,5 +128,6 @@ def load_run(run_dir: str | os.PathLike) -> tuple[Any, RunInfo]:
         threshold_source=source,
         threshold_level=level,
         video_rule=rule if rule in ("mean", "median") else "mean",
+        field_um=None if sampling["field_um"] is None else float(sampling["field_um"]),
     )
     return model.eval(), info

@@ -35,6 +35,39 @@ class SamplingPlan:
     optimal_duration_s: float
     min_duration_s: float
     duration_gate: bool = False
+    field_um: float | None = None
+
+    def side_px(
+        self, um_per_px: float | None, height: int, width: int, *, source: str, hint: str
+    ) -> int | None:
+        """Crop side in pixels for ``field_um`` (None without one), or a :class:`VideoError`.
+
+        ``hint`` says how to give the scale where ``um_per_px`` is missing. Refused: a field of
+        view smaller than ``field_um`` (padding would add a border the training samples never
+        had), and a field of fewer pixels than the samples (upsampling would invent detail).
+        """
+        if self.field_um is None:
+            return None
+        where = f"{source}: " if source else ""
+        if um_per_px is None or not np.isfinite(um_per_px) or um_per_px <= 0:
+            raise VideoError(
+                f"{where}samples of a fixed {self.field_um:g} µm field (field_um) need the "
+                f"video's µm/px; {hint}"
+            )
+        side = fq.field_side_px(self.field_um, um_per_px)
+        if side > min(height, width):
+            raise VideoError(
+                f"{where}the field of view, {width * um_per_px:.0f}x{height * um_per_px:.0f} "
+                f"µm ({width}x{height} px at {um_per_px:g} µm/px), is smaller than the "
+                f"{self.field_um:g} µm samples (field_um); ingest with a smaller field_um"
+            )
+        if side < self.size:
+            raise VideoError(
+                f"{where}{self.field_um:g} µm is {side} px at {um_per_px:g} µm/px, fewer than "
+                f"the {self.size} px samples (upsampling would invent detail); use a larger "
+                "field_um or a smaller size"
+            )
+        return side
 
     def step(self, fps: float) -> float:
         if self.every:
@@ -86,7 +119,11 @@ def _ingest(job: dict[str, Any]) -> dict[str, Any]:
     white, decoded = fq.peek_white_level(iter_frames(path), fps=fps, frame=lambda item: item[1])
     chunks: list[np.ndarray] = []
     rows: list[dict[str, Any]] = []
-    boxes = fq.crop_boxes(info.height, info.width, size=plan.size, crop=plan.crop)
+    side_px = plan.side_px(
+        job["um_per_px"], info.height, info.width, source=str(path),
+        hint="give um_per_px (or a known camera) in the manifest",
+    )  # fmt: skip
+    boxes = fq.crop_boxes(info.height, info.width, size=plan.size, crop=plan.crop, side_px=side_px)
     short = min(info.height, info.width)
     n_decoded = 0
     for index, frame in decoded:
@@ -102,7 +139,7 @@ def _ingest(job: dict[str, Any]) -> dict[str, Any]:
         quality = fq.frame_quality(stack[0])
         shift_px = fq.frame_shift_px(stack[0], stack[2]) if span else 0.0
         motion = shift_px / short / (span / fps) if span else 0.0
-        samples = fq.make_samples(stack, size=plan.size, crop=plan.crop)
+        samples = fq.make_samples(stack, size=plan.size, crop=plan.crop, side_px=side_px)
         chunks.append(samples)
         for tile, (y0, x0, side) in enumerate(boxes):
             rows.append(

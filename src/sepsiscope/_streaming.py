@@ -126,12 +126,14 @@ def stream_predictions(
     block_s: float = 2.0,
     confidence: float = 0.95,
     quality_gate: bool = True,
+    um_per_px: float | None = None,
 ) -> Iterator[Update]:
     """Yield an :class:`Update` after each inferred batch (and for skipped frames).
 
     ``infer`` maps ``(n, 3, S, S)`` uint8 samples to ``(n,)`` probabilities (a back end).
+    ``um_per_px`` sizes the crops when ``plan.field_um`` is set (as ingest does).
     Raises :class:`~sepsiscope.video.VideoError` when the frames are smaller than the samples or
-    change size.
+    the field, have no scale for ``field_um``, or change size.
     """
     k = round(plan.channel_offset_s * fps)
     span = 2 * k
@@ -139,7 +141,7 @@ def stream_predictions(
     ring: deque[FrameEvent] = deque(maxlen=span + 1)
     rolling = RollingProbability(block_s=block_s, confidence=confidence)
     pending: list[tuple[dict, np.ndarray | None, np.ndarray, float]] = []
-    shape = gate = None
+    shape = gate = side_px = None
     white, events = fq.peek_white_level(events, fps=fps, frame=lambda event: event.frame)
 
     def flush() -> Update:
@@ -178,6 +180,9 @@ def stream_predictions(
                     "px samples (upsampling would invent detail)"
                 )
             gate = _Gate(fps, span, min(shape))
+            side_px = plan.side_px(
+                um_per_px, *shape, source="", hint="give --um-per-px (or um_per_px in a manifest)"
+            )
         elif event.frame.shape != shape:
             raise VideoError(f"frame {event.index} is {event.frame.shape}, the first was {shape}")
         ring.append(event)
@@ -189,7 +194,11 @@ def stream_predictions(
         if not quality_gate:
             quality.update(usable=True, skip_reason="")
         row = {"frame_index": int(t), "time_s": float(ring[0].time_s), **quality}
-        sample = fq.make_samples(stack, size=plan.size, crop=plan.crop) if row["usable"] else None
+        sample = (
+            fq.make_samples(stack, size=plan.size, crop=plan.crop, side_px=side_px)
+            if row["usable"]
+            else None
+        )
         pending.append((row, sample, stack[0], event.arrival))
         n_pending = sum(len(p[1]) for p in pending if p[1] is not None)
         if n_pending >= batch_size or (sample is None and n_pending == 0):

@@ -171,6 +171,9 @@ class ExplainSettings(StageSettings):
         None, description="output folder; default RUN/explanations (a VIDEO: .../videos/NAME)"
     )
     fps: float | None = Field(None, gt=0, description="frame rate of a VIDEO that has none")
+    um_per_px: float | None = Field(
+        None, gt=0, description="scale of a VIDEO (runs ingested with field_um need one)"
+    )
 
 
 def _figure(sample: np.ndarray, cam: np.ndarray, title: str) -> Any:
@@ -209,7 +212,7 @@ def _store_samples(run_dir: Path, settings: ExplainSettings) -> tuple[pd.DataFra
 
 
 def _video_samples(
-    run_dir: Path, video: Path, fps: float | None
+    run_dir: Path, video: Path, fps: float | None, um_per_px: float | None = None
 ) -> tuple[pd.DataFrame, np.ndarray]:
     from sepsiscope.predict import PredictSettings, predict_stream
     from sepsiscope.sources import file_frames
@@ -224,7 +227,12 @@ def _video_samples(
         return np.zeros(len(samples), np.float32)
 
     for update in predict_stream(
-        file_frames(video, fps), keep, info, fps=fps, settings=PredictSettings(), live=False
+        file_frames(video, fps),
+        keep,
+        info,
+        fps=fps,
+        settings=PredictSettings(um_per_px=um_per_px),
+        live=False,
     ):
         rows.extend(r for r in update.rows if r["usable"])
     table = pd.DataFrame(rows)
@@ -257,7 +265,7 @@ def explain(
     run_dir = Path(run_dir)
     model, info = load_run(run_dir)
     if video is not None:
-        table, samples = _video_samples(run_dir, Path(video), settings.fps)
+        table, samples = _video_samples(run_dir, Path(video), settings.fps, settings.um_per_px)
     else:
         table, samples = _store_samples(run_dir, settings)
     cam = GradCAM(model, input_mode=info.input_mode)

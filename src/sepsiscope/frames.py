@@ -53,25 +53,39 @@ REJECT_SCORE = 10
 _QUALITY_SIDE = 256
 
 
-def crop_boxes(height: int, width: int, *, size: int = 224, crop: Crop = "center") -> list:
+def crop_boxes(
+    height: int, width: int, *, size: int = 224, crop: Crop = "center", side_px: int | None = None
+) -> list:
     """Square crops ``(y0, x0, side)`` in original pixels.
 
     ``center``: the largest centred square. ``tiles``: squares of side ``max(size, short // 2)``
     laid on an evenly spaced grid (overlapping where the field does not divide) so that together
-    they cover the whole field at close to native resolution.
+    they cover the whole field at close to native resolution. ``side_px`` fixes the side of every
+    square instead (a fixed physical field, :func:`field_side_px`): ``center`` takes one centred
+    square of that side, ``tiles`` covers the field with them.
     """
     short = min(height, width)
+    if side_px is not None and not 1 <= side_px <= short:
+        raise ValueError(f"side_px must be in [1, {short}] for {width}x{height} px, got {side_px}")
     if crop == "center":
-        return [((height - short) // 2, (width - short) // 2, short)]
+        side = side_px or short
+        return [((height - side) // 2, (width - side) // 2, side)]
     if crop != "tiles":
         raise ValueError(f"crop must be one of {CROPS}, got {crop!r}")
-    side = min(short, max(size, short // 2))
+    side = side_px or min(short, max(size, short // 2))
     ys = np.linspace(0, height - side, math.ceil(height / side)).round().astype(int)
     xs = np.linspace(0, width - side, math.ceil(width / side)).round().astype(int)
     return [(int(y), int(x), side) for y in ys for x in xs]
 
 
-def make_samples(frames: np.ndarray, *, size: int = 224, crop: Crop = "center") -> np.ndarray:
+def field_side_px(field_um: float, um_per_px: float) -> int:
+    """Side in pixels of a square field of ``field_um`` µm at ``um_per_px`` (rounded)."""
+    return max(1, round(field_um / um_per_px))
+
+
+def make_samples(
+    frames: np.ndarray, *, size: int = 224, crop: Crop = "center", side_px: int | None = None
+) -> np.ndarray:
     """The study's inputs from three grey frames.
 
     Parameters
@@ -79,6 +93,8 @@ def make_samples(frames: np.ndarray, *, size: int = 224, crop: Crop = "center") 
     frames : (3, H, W) uint8 ndarray, grey frames at ``t``, ``t + k``, ``t + 2k``.
     size : side of the output squares, px.
     crop : ``center`` (one sample) or ``tiles`` (see :func:`crop_boxes`).
+    side_px : side of the square crops in pixels (a fixed physical field); default: the short
+        side (``center``) or ``max(size, short // 2)`` (``tiles``).
 
     Returns
     -------
@@ -91,7 +107,7 @@ def make_samples(frames: np.ndarray, *, size: int = 224, crop: Crop = "center") 
     """
     if frames.ndim != 3 or frames.shape[0] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be (3, H, W) uint8, got {frames.shape} {frames.dtype}")
-    boxes = crop_boxes(frames.shape[1], frames.shape[2], size=size, crop=crop)
+    boxes = crop_boxes(frames.shape[1], frames.shape[2], size=size, crop=crop, side_px=side_px)
     out = np.empty((len(boxes), 3, size, size), np.uint8)
     for i, (y, x, side) in enumerate(boxes):
         for c in range(3):

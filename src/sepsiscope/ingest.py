@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 # Settings that change what is stored; the others (splits, workers) may change between runs.
 SAMPLE_SETTINGS = (
     "rate_hz", "every", "size", "crop", "channel_offset_s", "optimal_duration_s", "min_duration_s",
+    "field_um",
 )  # fmt: skip
 _PAUSE_ENV = "SEPSISCOPE_INGEST_PAUSE_S"  # test hook: seconds to wait after each video
 
@@ -69,6 +70,12 @@ class IngestSettings(StageSettings):
     every: int | None = Field(None, ge=1, description="every N-th frame (overrides rate_hz)")
     size: int = Field(224, ge=16, description="side of the square samples, px")
     crop: Literal["center", "tiles"] = "center"
+    # Off by default: the short side makes cameras of other µm/px give samples of other scales
+    # (720x576 at 1 µm/px: 2.6 µm per sample pixel; 512x512 at 1.4: 3.2), a cue a network can
+    # learn when camera and label go together. A fixed field gives every camera the same scale.
+    field_um: float | None = Field(
+        None, gt=0, description="side of every crop in µm (fixed physical scale); default: px"
+    )
     channel_offset_s: float = Field(0.15, ge=0, description="time between the channels, s")
     val: float = Field(0.2, ge=0, lt=1)
     test: float = Field(0.2, ge=0, lt=1)
@@ -92,6 +99,7 @@ class IngestSettings(StageSettings):
             optimal_duration_s=self.optimal_duration_s,
             min_duration_s=self.min_duration_s,
             duration_gate=self.duration_gate,
+            field_um=self.field_um,
         )
 
     def sampling(self) -> dict[str, Any]:

@@ -64,6 +64,9 @@ class PredictSettings(StageSettings):
     device: str = Field("cpu", description="cpu, cuda or cuda:N")
     rate_hz: float | None = Field(None, gt=0, description="samples per s; default: the run's")
     fps: float | None = Field(None, gt=0, description="frame rate when the file has none")
+    um_per_px: float | None = Field(
+        None, gt=0, description="scale of every input (runs ingested with field_um need one)"
+    )
     batch_size: int = Field(32, ge=1, description="samples per inference batch (files)")
     live_batch_size: int = Field(1, ge=1, description="samples per batch in live mode")
     realtime: bool = Field(False, description="replay files at their frame rate, as a camera")
@@ -102,6 +105,7 @@ def _resolve(source: str) -> list[dict[str, Any]]:
                 "patient_id": row.patient_id,
                 "label": row.label,
                 "fps": row.fps if np.isfinite(row.fps) else None,
+                "um_per_px": row.um_per_px if np.isfinite(row.um_per_px) else None,
             }
             for row in table.itertuples()
         ]
@@ -160,8 +164,13 @@ def predict_stream(
     fps: float,
     settings: PredictSettings,
     live: bool,
+    um_per_px: float | None = None,
 ) -> Any:
-    """The streaming generator for one source (see :func:`sepsiscope._streaming`)."""
+    """The streaming generator for one source (see :func:`sepsiscope._streaming`).
+
+    ``um_per_px`` (the source's scale; ``settings.um_per_px`` overrides it) sizes the crops of a
+    run ingested with ``field_um``.
+    """
     plan = SamplingPlan(
         every=None if settings.rate_hz else info.every,
         rate_hz=settings.rate_hz or info.rate_hz,
@@ -170,12 +179,14 @@ def predict_stream(
         channel_offset_s=info.channel_offset_s,
         optimal_duration_s=5.0,
         min_duration_s=3.0,
+        field_um=info.field_um,
     )
     return stream_predictions(
         events,
         backend,
         plan,
         fps=fps,
+        um_per_px=settings.um_per_px or um_per_px,
         batch_size=settings.live_batch_size if live else settings.batch_size,
         block_s=settings.block_s,
         confidence=settings.confidence,
@@ -228,7 +239,15 @@ def _predict_one(
     start = time.perf_counter()
     try:
         updates = collect(
-            predict_stream(events, backend, info, fps=fps, settings=settings, live=live)
+            predict_stream(
+                events,
+                backend,
+                info,
+                fps=fps,
+                settings=settings,
+                live=live,
+                um_per_px=item.get("um_per_px"),
+            )
         )
         if annotate is not None:
             from sepsiscope._annotate import write_annotated

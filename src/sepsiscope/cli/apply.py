@@ -54,6 +54,10 @@ def predict_cmd(
     fps: Annotated[
         float | None, typer.Option("--fps", help="Frame rate for files without one.")
     ] = None,
+    um_per_px: Annotated[
+        float | None,
+        typer.Option("--um-per-px", help="Scale of the input (runs ingested with --field-um)."),
+    ] = None,
     threshold: Annotated[
         float | None,
         typer.Option("--threshold", help="Override the threshold fixed on validation."),
@@ -74,7 +78,7 @@ def predict_cmd(
         settings = PredictSettings.build(
             config, backend=backend, device=device, annotate=annotate, out=out,
             realtime=realtime, max_seconds=seconds, rate_hz=rate, fps=fps, threshold=threshold,
-            threads=threads,
+            threads=threads, um_per_px=um_per_px,
         )  # fmt: skip
         return predict(run, source, settings, quiet=quiet)
 
@@ -110,6 +114,10 @@ def explain_cmd(
     fps: Annotated[
         float | None, typer.Option("--fps", help="Frame rate of a VIDEO that has none.")
     ] = None,
+    um_per_px: Annotated[
+        float | None,
+        typer.Option("--um-per-px", help="Scale of a VIDEO (runs ingested with --field-um)."),
+    ] = None,
     quiet: QuietFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
@@ -127,6 +135,7 @@ def explain_cmd(
             target=target,
             out=out,
             fps=fps,
+            um_per_px=um_per_px,
         )
         return explain(run, settings, video=video, quiet=quiet)
 

@@ -72,6 +72,14 @@ def ingest_cmd(
     crop: Annotated[
         str | None, typer.Option("--crop", help="center (one square) or tiles (cover the field).")
     ] = None,
+    field_um: Annotated[
+        float | None,
+        typer.Option(
+            "--field-um",
+            help="Crop squares of this side in µm (one physical scale for every camera) "
+            "[default: sized in px].",
+        ),
+    ] = None,
     channel_offset_ms: Annotated[
         float | None, typer.Option("--channel-offset-ms", help="Time between channels [150].")
     ] = None,
@@ -97,7 +105,8 @@ def ingest_cmd(
             raise InputError("give --every or --rate, not both")
         offset_s = None if channel_offset_ms is None else channel_offset_ms / 1000.0
         settings = IngestSettings.build(
-            config, every=every, rate_hz=rate, size=size, crop=crop, channel_offset_s=offset_s,
+            config, every=every, rate_hz=rate, size=size, crop=crop, field_um=field_um,
+            channel_offset_s=offset_s,
             val=val, test=test, folds=folds, seed=seed, workers=workers,
         )  # fmt: skip
         return ingest(manifest, store, settings, quiet=quiet, overwrite=overwrite)
