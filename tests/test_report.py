@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from html import unescape
 
 import matplotlib
 
@@ -268,3 +269,30 @@ def test_missing_crossval_names_its_command(tmp_path):
     report(tmp_path / "run", ReportSettings(synthetic=False), quiet=True)
     body = _section((tmp_path / "run" / "report.html").read_text(), "crossval")
     assert "Not run." in body and "sepsiscope crossval --store STORE --out RUN" in body
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_cohort_says_short_videos_are_recorded_not_excluded_and_when_none_failed(tmp_path, gated):
+    from sepsiscope._report_sections import Context, cohort
+
+    store = StoreLayout(tmp_path / "store")
+    cohort_dir = CohortLayout(tmp_path / "cohort").root
+    _store(store.root, cohort_dir)
+    videos = pd.read_parquet(store.videos)
+    videos["duration_score"] = [10, 0, 10, 0]  # two videos shorter than min_duration_s
+    videos["usable"] = [not gated, True, not gated, True]
+    write_table(store.videos, videos)
+    write_table(store.failures, pd.DataFrame(columns=["video", "patient_id", "reason"]))
+    settings = {"size": 16, "min_duration_s": 3.0, "duration_gate": gated}
+    write_json(store.meta, {"format_version": STORE_FORMAT_VERSION, "settings": settings})
+    html, ran = cohort(Context(run=RunLayout(tmp_path / "run"), store_dir=store.root,
+                               measurements_dir=None))  # fmt: skip
+    html = unescape(html)
+    assert ran and "None." not in html and "could not be ingested" not in html
+    assert "Every video of the manifest could be read and ingested (4 videos; none failed)" in html
+    if gated:
+        assert "2 videos under the minimum duration were excluded (duration_gate)" in html
+        assert "<th>duration</th>" in html
+    else:
+        assert "2 videos are shorter than 3 s and score 10 on Massey's duration part" in html
+        assert "not a reason to exclude them" in html and "<th>duration</th>" not in html

@@ -180,8 +180,13 @@ def cohort(ctx: Context) -> tuple[str, bool]:
             f"Store {store.root}: samples of {store.size}x{store.size} px. Frames excluded by the "
             "quality gate are kept in the store and left out of training and evaluation."
         ),
-        "<h3>Videos that could not be ingested</h3>",
-        H.table(failures[["video", "patient_id", "reason"]]) if len(failures) else H.note("None."),
+        "<h3>Videos that could not be ingested</h3>"
+        + H.table(failures[["video", "patient_id", "reason"]])
+        if len(failures)
+        else H.note(
+            f"Every video of the manifest could be read and ingested ({len(videos)} videos; "
+            "none failed)."
+        ),
         _sample_frames(store),
     ]
     return "".join(body), True
@@ -193,19 +198,47 @@ def _quality(ctx: Context) -> str:
         from sepsiscope.ingest import store_info
     except ImportError:
         return ""
-    quality = store_info(ctx.store_dir).get("quality", {})
+    info = store_info(ctx.store_dir)
+    quality = info.get("quality", {})
+    settings = info.get("settings", {})
+    # The duration part is always scored but excludes a video only with duration_gate: true
+    # (ingest's default is false): a count beside the exclusions would read as videos lost.
+    gated = bool(settings.get("duration_gate", False))
+    short = quality.get("videos_rejected_duration", 0)
     rows = []
     for what in ("frames", "videos"):
         parts = {
             k.removeprefix(f"{what}_rejected_"): v
             for k, v in quality.items()
-            if k.startswith(f"{what}_rejected_")
+            if k.startswith(f"{what}_rejected_") and (gated or k != "videos_rejected_duration")
         }
         if parts:
-            rows.append({"rejected by": what, **parts})
-    if not rows:
+            rows.append({"scored unacceptable (10) on": what, **parts})
+    if not rows and not short:
         return ""
-    return "<h3>Quality exclusions by Massey score part</h3>" + H.table(pd.DataFrame(rows))
+    parts = ["<h3>Quality exclusions by Massey score part</h3>"]
+    if rows:
+        parts.append(H.table(pd.DataFrame(rows)))
+        parts.append(
+            H.note(
+                "A frame or video that scores 10 (unacceptable) on a part is excluded; the "
+                "exclusions by split and label are in the table above."
+            )
+        )
+    if short and not gated:
+        minimum = settings.get("min_duration_s", 3.0)
+        parts.append(
+            H.note(
+                f"{short} videos are shorter than {minimum:g} s and score 10 on Massey's duration "
+                "part. That is recorded, not a reason to exclude them (ingest's duration_gate is "
+                "off): their frames are used."
+            )
+        )
+    elif short:
+        parts.append(
+            H.note(f"{short} videos under the minimum duration were excluded (duration_gate).")
+        )
+    return "".join(parts)
 
 
 def _sample_frames(store: Any, per_class: int = 3) -> str:
