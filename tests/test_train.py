@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 
@@ -17,12 +18,20 @@ from typer.testing import CliRunner
 from sepsiscope import train as train_mod
 from sepsiscope._augment import augment_batch
 from sepsiscope._io import write_json
+from sepsiscope._train_data import spread_rows
 from sepsiscope.cli import app
 from sepsiscope.errors import InputError
 from sepsiscope.inference import infer, load_classifier, predict_store
 from sepsiscope.layout import RunLayout
+from sepsiscope.models.classifier import SepsisNet, prepare_batch
 from sepsiscope.store import FrameStore
-from sepsiscope.train import NonFiniteError, TrainSettings, split_tables, train
+from sepsiscope.train import (
+    NonFiniteError,
+    TrainSettings,
+    recalibrate_batchnorm,
+    split_tables,
+    train,
+)
 
 FAST = dict(batch_size=8, precision="fp32", schedule="none", checkpoint_every_n_steps=1)
 
@@ -93,6 +102,88 @@ def test_final_model_is_the_best_checkpoint_and_reproduces_its_val_auc(trained, 
     np.testing.assert_allclose(probs, predicted["probability"].head(5), atol=1e-6)
     bf16 = infer(model, samples, input_mode="time", precision="bf16")
     np.testing.assert_allclose(bf16, probs, atol=0.05)
+
+
+def _bn_stats_of_one_batch(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Running mean/var that BatchNorm computes from ``x`` as a single batch (momentum 1)."""
+    model = copy.deepcopy(model).train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = 1.0
+    with torch.no_grad():
+        model(x)
+    return {
+        k: v for k, v in model.state_dict().items() if k.endswith(("running_mean", "running_var"))
+    }
+
+
+def test_recalibrate_batchnorm_replaces_wrong_statistics_and_restores_the_layers():
+    torch.manual_seed(0)
+    model = SepsisNet().eval()
+    x = prepare_batch(torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8))
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in norms:  # deliberately wrong, as after a few steps of a lagging running average
+        m.running_mean.fill_(5.0)
+        m.running_var.fill_(100.0)
+        m.num_batches_tracked.fill_(7)
+    wrong = model(x)
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k}
+    assert recalibrate_batchnorm(model, []) == 0  # nothing seen: statistics kept
+    assert all(float(m.running_var[0]) == 100.0 for m in norms)
+    expected = _bn_stats_of_one_batch(model, x)
+    assert recalibrate_batchnorm(model, [x]) == 12
+    state = model.state_dict()
+    for key, value in expected.items():
+        torch.testing.assert_close(state[key], value, rtol=1e-5, atol=1e-6)
+    assert all(torch.equal(state[k], v) for k, v in weights.items())  # incl. num_batches_tracked
+    assert not model.training and all(not m.training and m.momentum == 0.1 for m in norms)
+    assert (model(x) - wrong).abs().max() > 0.1
+    # two equal halves: the first layer's mean is the mean of the halves' means, i.e. exact
+    recalibrate_batchnorm(model, [x[:6], x[6:]])
+    torch.testing.assert_close(model.bn1.running_mean, expected["bn1.running_mean"])
+
+
+def test_checkpoints_hold_batchnorm_statistics_of_the_unaugmented_train_samples(store, tmp_path):
+    # batch 16: the calibration batches (2 x 16) hold all 32 train samples at once, so the
+    # statistics equal those of one batch of them exactly
+    settings = TrainSettings(epochs=2, **{**FAST, "batch_size": 16})
+    result = train(store, tmp_path / "run", settings, quiet=True)
+    layout = RunLayout(tmp_path / "run")
+    frames = FrameStore(store)
+    x = prepare_batch(torch.from_numpy(frames.read_table(frames.samples("train"))), "time")
+    for ckpt in ("last", "best"):
+        weights = _ckpt_weights(layout.checkpoints / f"{ckpt}.ckpt")
+        state = {k.removeprefix("model."): v for k, v in weights.items()}
+        model = SepsisNet()
+        model.load_state_dict(state)
+        for key, value in _bn_stats_of_one_batch(model, x).items():
+            torch.testing.assert_close(state[key], value, rtol=1e-4, atol=1e-5, msg=key)
+        if ckpt == "best":  # the exported model carries them too
+            saved = _weights(result["model"])
+            assert all(torch.equal(saved[k], state[k]) for k in state if "running" in k)
+    # the statistics do not steer training (train mode normalises by the batch): same weights
+    off = settings.model_copy(update={"bn_calibration_samples": 0})
+    train(store, tmp_path / "off", off, quiet=True)
+    on, without = (_ckpt_weights(tmp_path / f"{r}/classifier/checkpoints/last.ckpt")
+                   for r in ("run", "off"))  # fmt: skip
+    assert all(torch.equal(on[k], without[k]) for k in on if "running" not in k)
+    assert not torch.equal(on["model.bn1.running_var"], without["model.bn1.running_var"])
+
+
+def test_spread_rows_gives_patients_and_videos_equal_shares_under_the_cap():
+    table = pd.DataFrame({
+        "patient_id": ["a"] * 60 + ["b"] * 30 + ["c"] * 10,
+        "video_id": ["a0"] * 50 + ["a1"] * 10 + ["b0"] * 30 + ["c0"] * 10,
+    })  # fmt: skip
+    assert np.array_equal(spread_rows(table, 100, seed=0), np.arange(100))
+    rows = spread_rows(table, 45, seed=0)
+    assert len(rows) == 45 and len(set(rows)) == 45 and np.all(np.diff(rows) > 0)
+    chosen = table.iloc[rows]
+    # c has only 10 rows; a and b share the rest equally, a's two videos alike
+    assert chosen["patient_id"].value_counts().to_dict() == {"a": 18, "b": 17, "c": 10}
+    assert chosen["video_id"].value_counts()[["a0", "a1"]].tolist() == [9, 9]
+    assert np.array_equal(rows, spread_rows(table, 45, seed=0))
+    assert not np.array_equal(rows, spread_rows(table, 45, seed=1))
 
 
 def test_same_seed_gives_identical_weights(store, tmp_path):

@@ -10,6 +10,7 @@ exactly the batches it had already trained on.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
@@ -107,6 +108,28 @@ def read_samples(store: FrameStore, table: pd.DataFrame, *, quiet: bool = True) 
     return out
 
 
+def spread_rows(table: pd.DataFrame, max_rows: int, seed: int) -> np.ndarray:
+    """Positions (sorted) of up to ``max_rows`` rows of a frame table, spread over its sources.
+
+    Rows are dealt in turns: one per patient per turn, a patient's turns going round its videos,
+    and a video's rows taken in a random order seeded by ``seed``; so a cap gives every patient
+    and video about the same share instead of favouring long videos.
+    """
+    n = len(table)
+    if n <= max_rows:
+        return np.arange(n)
+    rows = pd.DataFrame({
+        "patient": table["patient_id"].astype(str).to_numpy(),
+        "video": table["video_id"].astype(str).to_numpy(),
+        "draw": np.random.default_rng(seed).random(n),
+    })  # fmt: skip
+    rows["in_video"] = rows.sort_values("draw").groupby("video").cumcount()
+    by_turn = rows.sort_values(["in_video", "video"], kind="stable")
+    rows["in_patient"] = by_turn.groupby("patient").cumcount()
+    order = rows.sort_values(["in_patient", "patient"], kind="stable").index.to_numpy()
+    return np.sort(order[:max_rows])
+
+
 class StoreData(L.LightningDataModule):
     """Train and validation loaders over frame tables of one store.
 
@@ -172,6 +195,18 @@ class StoreData(L.LightningDataModule):
         )  # fmt: skip
         sampler.skip, self._skip = self._skip, 0
         return self._loader(self._dataset("train"), sampler)
+
+    def calibration_batches(self, max_samples: int, batch_size: int) -> Iterator[torch.Tensor]:
+        """Unaugmented train samples for BatchNorm statistics, ``(b, 3, S, S)`` uint8 batches.
+
+        Up to ``max_samples`` samples spread over patients and videos (:func:`spread_rows`,
+        seeded by the run's seed: every epoch and every DDP rank uses the same ones), in batches
+        of near-equal size (a cumulative BatchNorm average weighs every batch alike).
+        """
+        rows = spread_rows(self.train_table, max_samples, self.seed)
+        dataset = self._dataset("train")
+        for part in np.array_split(rows, max(1, -(-len(rows) // batch_size))):
+            yield dataset[part][0]
 
     def val_dataloader(self) -> DataLoader:
         # Every rank validates on all validation frames: the patient AUC needs them all, and the
