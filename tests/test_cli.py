@@ -41,3 +41,28 @@ def test_verbs_that_make_something_offer_json():
 def test_version_and_unknown_verb():
     assert runner.invoke(app, ["--version"]).output.strip() == f"sepsiscope {__version__}"
     assert runner.invoke(app, ["no-such-verb"]).exit_code == 2
+
+
+def test_flags_show_as_flags_in_help():
+    """An on/off flag shows no type in --help (``--tiny``, not ``--tiny <bool>``), and stays a
+    flag; options that take a value keep their type."""
+    root = typer.main.get_command(app)
+    for path in [(), *(path for path, _ in _commands(root))]:
+        text = runner.invoke(app, [*path, "--help"], terminal_width=160).output
+        assert "<bool>" not in text, f"`sepsiscope {' '.join(path)} --help` shows <bool>"
+    demo = runner.invoke(app, ["demo", "--help"], terminal_width=160).output
+    assert "--tiny " in demo and "<path>" in demo
+    flags = {opt for p in root.commands["demo"].params if getattr(p, "is_flag", False)
+             for opt in p.opts}  # fmt: skip
+    assert {"--json", "--quiet", "--tiny"} <= flags
+
+
+def test_demo_help_and_readme_agree_on_how_long_the_demo_takes():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    documented = re.search(r"about (\d+) minutes on 2 CPU cores", readme)
+    demo_help = runner.invoke(app, ["demo", "--help"], terminal_width=200).output
+    shown = re.search(r"about (\d+) minutes on 2", demo_help)
+    assert documented and shown and shown[1] == documented[1]

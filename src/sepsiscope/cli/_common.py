@@ -30,6 +30,30 @@ app = typer.Typer(
     rich_markup_mode="markdown",  # reflows the verbs' docstrings instead of keeping their breaks
 )
 
+
+def _plain_flags() -> None:
+    """Show on/off flags in ``--help`` without a type, as flags (``--tiny``, not ``--tiny <bool>``).
+
+    typer 0.29's rich help prints every option's type, flags included, so ``--json <bool>`` read
+    as if it took a value; its plain help and older releases leave flags bare. Only the help text
+    changes: a flag still takes no value.
+    """
+    option = getattr(typer.core, "TyperOption", None)
+    shown = getattr(option, "display_type_rich", None)
+    if shown is None or getattr(shown, "plain_flags", False):
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        if getattr(self, "is_flag", False) and not getattr(self, "count", False):
+            return None
+        return shown(self, ctx)
+
+    display_type_rich.plain_flags = True  # type: ignore[attr-defined]
+    option.display_type_rich = display_type_rich
+
+
+_plain_flags()
+
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 QuietFlag = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 ConfigOption = Annotated[
