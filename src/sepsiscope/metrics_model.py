@@ -63,8 +63,10 @@ def _model(c: float, seed: int):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    # keep_empty_features: a metric measured in some patients only can be missing from a whole
+    # training fold; it is then a column of zeros (no weight) instead of a dropped column.
     return make_pipeline(
-        SimpleImputer(strategy="median"),
+        SimpleImputer(strategy="median", keep_empty_features=True),
         StandardScaler(),
         LogisticRegression(C=c, max_iter=1000, random_state=seed),
     )
@@ -126,6 +128,37 @@ def _network_patients(run_dir: Path) -> tuple[pd.DataFrame, str]:
     )
 
 
+def _usable_features(
+    patients: pd.DataFrame, features: tuple[str, ...], source: str
+) -> tuple[list[str], list[str]]:
+    """The metrics measured in at least one patient, and notes on those left out or imputed.
+
+    A metric no patient has (e.g. velocity when every vessel was too fast or too short to follow)
+    gives the model nothing and cannot be imputed: it is dropped, with a note, before fitting.
+    """
+    n = len(patients)
+    kept, notes = [], []
+    absent = [f for f in features if f not in patients]
+    empty = [f for f in features if f in patients and patients[f].isna().all()]
+    for f in features:
+        if f in absent or f in empty:
+            continue
+        kept.append(f)
+        missing = int(patients[f].isna().sum())
+        if missing:
+            notes.append(
+                f"{f}: missing in {missing} of {n} patients, imputed with the median of the "
+                "training patients"
+            )
+    if empty:
+        notes.insert(0, f"left out, measured in no patient: {', '.join(empty)}")
+    if absent:
+        notes.insert(0, f"left out, not in the measurements: {', '.join(absent)}")
+    if not kept:
+        raise InputError(f"{source}: no metric was measured in any patient")
+    return kept, notes
+
+
 def interpret(
     measurements: str | os.PathLike,
     settings: InterpretSettings | None = None,
@@ -144,7 +177,8 @@ def interpret(
     Returns
     -------
     dict with ``models`` (name, n_patients, auc), ``coefficients`` (standardised log-odds per
-    metric, fitted on all patients) and ``files``.
+    metric, fitted on all patients), ``notes`` (metrics left out because no patient has them, or
+    imputed for some patients) and ``files``.
 
     Examples
     --------
@@ -155,10 +189,7 @@ def interpret(
     if not layout.videos.exists():
         raise InputError(f"no measurements in {layout.root}: run `sepsiscope measure` first")
     patients = patient_table(read_table(layout.videos), settings.features)
-    # a metric no patient has (e.g. velocity when every vessel was too fast) cannot be imputed
-    features = [f for f in settings.features if f in patients and patients[f].notna().any()]
-    if not features:
-        raise InputError(f"{layout.videos}: no metric was measured in any patient")
+    features, notes = _usable_features(patients, settings.features, str(layout.videos))
     x, y = patients[features].to_numpy(float), patients["y"].to_numpy(int)
     kw = {"folds": settings.folds, "c": settings.c, "seed": settings.seed}
     patients["p_metrics"] = cross_validated_probability(x, y, **kw)
@@ -215,6 +246,7 @@ def interpret(
         "models": models,
         "coefficients": coefficients.to_dict("records"),
         "network_source": source,
+        "notes": notes,
         "files": {k: str(v) for k, v in files.items()},
     }
     write_json(
@@ -232,4 +264,5 @@ def summary_text(result: dict[str, Any]) -> str:
         f"{c['metric']} {c['log_odds_per_sd']:+.2f}" for c in result["coefficients"][:3]
     )
     lines.append(f"strongest metrics (log-odds per SD of septic): {top}")
+    lines += [f"note: {note}" for note in result.get("notes", [])]
     return "\n".join(lines)
