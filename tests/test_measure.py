@@ -80,10 +80,36 @@ def test_flag_gives_the_scale_a_manifest_lacks(videos, tmp_path):
     pd.DataFrame({"patient_id": ["p1"], "video": [str(good)], "label": ["septic"]}).to_csv(
         manifest, index=False
     )
-    with pytest.raises(InputError, match="no µm/px"):
+    with pytest.raises(InputError, match=r"manifest.csv: no µm/px for .*good.avi: give its "
+                       r"um_per_px \(or a known camera\) in the manifest row"):  # fmt: skip
         measure(manifest, tmp_path / "m", MeasureSettings(), quiet=True)
     result = measure(manifest, tmp_path / "m", MeasureSettings(um_per_px=1.0), quiet=True)
     assert result["videos"][0]["status"] == "ok"
+
+
+def test_a_video_finer_than_0_8_um_per_px_is_analysed_shrunk_to_it(tmp_path):
+    """The cross of test_cli_measures_one_video_as_json drawn at 0.5 µm/px (320x320 px, the same
+    160 µm field): analysed at 0.8 µm/px (200x200 px) with the same figures in µm, and the
+    vessels' end points in the original pixels. finest_um_per_px=None analyses it at 0.5."""
+    scene = [Vessel(line(60, 0, 60, 319), 8, 500), Vessel(line(0, 180, 319, 120), 10, 0)]
+    frames = render(scene, size=(320, 320), um_per_px=0.5, seconds=1.6, seed=4)
+    fine = write_video(tmp_path / "fine.avi", frames, 25.0)
+    result = measure(fine, tmp_path / "m", MeasureSettings(um_per_px=0.5), quiet=True)
+    (video,) = result["videos"]
+    row = pd.read_parquet(MeasurementLayout(tmp_path / "m").videos).iloc[0]
+    assert (row["analysed_width"], row["analysed_height"]) == (200, 200)
+    assert row["analysed_um_per_px"] == pytest.approx(0.8) and row["um_per_px"] == 0.5
+    assert video["status"] == "ok"
+    assert video["tvd_mm_per_mm2"] == pytest.approx(0.32 / 0.0256, rel=0.2)
+    assert 40 <= video["ppv_percent"] <= 70
+    vessels = pd.read_parquet(MeasurementLayout(tmp_path / "m").vessels)
+    across = vessels[(vessels.start_row_px - vessels.end_row_px).abs() < 5]
+    assert len(across) and across[["start_row_px", "end_row_px"]].stack().sub(60).abs().max() < 3
+    assert vessels[["end_col_px", "start_col_px"]].max().max() > 250  # original grid, not 200
+    native = MeasureSettings(um_per_px=0.5, finest_um_per_px=None, overlays=False, kymographs=0)
+    measure(fine, tmp_path / "n", native, quiet=True)
+    row = pd.read_parquet(MeasurementLayout(tmp_path / "n").videos).iloc[0]
+    assert (row["analysed_width"], row["analysed_um_per_px"]) == (320, 0.5)
 
 
 def test_missing_scale_is_an_input_error(videos, tmp_path):

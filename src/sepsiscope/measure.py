@@ -12,6 +12,13 @@ figures drawn. Outputs, per :class:`~sepsiscope.layout.MeasurementLayout`::
     OUT/failures.csv               videos that could not be read (the others are measured)
     OUT/measure.json, settings.json
 
+Scale. A video finer than ``finest_um_per_px`` (0.8 µm/px, the finest camera the analysis is
+validated on, the simulated CytoCam) is shrunk with area interpolation to that scale as it is
+decoded (a 1280x1024 video at 0.6 µm/px is analysed at 960x768), which cuts memory and time by
+the square of the factor; the figures are in µm and mean the same. The per-vessel end points are
+mapped back to the original pixel grid; the overlay image is drawn in the analysed grid. Frames
+stay as decoded (uint8/uint16) until the analysis.
+
 A video that fails quality checks (too short, dark, saturated, blurred) gets a row with its flags
 and message and no metrics, never made-up numbers. An unreadable video is listed as a failure and
 the stage ends with :class:`~sepsiscope.errors.PartialFailure` (exit status 3).
@@ -22,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -61,6 +69,9 @@ class MeasureSettings(StageSettings):
     kymographs: int = Field(4, ge=0, description="Space-time diagrams drawn per video.")
     overlays: bool = True
     workers: int = Field(1, ge=1, description="Videos measured in parallel processes.")
+    finest_um_per_px: float | None = Field(
+        0.8, gt=0, description="Finer videos are shrunk to this scale first; None: never."
+    )
 
 
 def _video_table(input_path: Path, settings: MeasureSettings) -> pd.DataFrame:
@@ -90,9 +101,16 @@ def _video_table(input_path: Path, settings: MeasureSettings) -> pd.DataFrame:
         table["um_per_px"] = table["um_per_px"].fillna(known)
     if table["um_per_px"].isna().any():
         missing = table.loc[table["um_per_px"].isna(), "video"].tolist()
+        if input_path.suffix.lower() in MANIFEST_SUFFIXES:
+            raise InputError(
+                f"{input_path}: no µm/px for {', '.join(missing[:5])}"
+                f"{f' (and {len(missing) - 5} more)' if len(missing) > 5 else ''}: give its "
+                "um_per_px (or a known camera) in the manifest row; --um-per-px would set one "
+                "scale for every row. Lengths and densities cannot be measured without it"
+            )
         raise InputError(
-            f"no µm/px for {', '.join(missing[:5])}: give --um-per-px (or --camera for a known "
-            "camera); lengths and densities cannot be measured without it"
+            f"no µm/px for {missing[0]}: give --um-per-px (or --camera for a known camera); "
+            "lengths and densities cannot be measured without it"
         )
     if settings.fps is not None:
         table["fps"] = settings.fps
@@ -108,7 +126,7 @@ def _measure_one(row: dict[str, Any], out_dir: str, settings: MeasureSettings) -
     from sepsiscope._measure_figures import save_kymographs, save_overlay
     from sepsiscope.frames import peek_white_level
     from sepsiscope.microcirculation import FlowCriteria, QualityCriteria, analyse_video
-    from sepsiscope.video import probe_video, read_frames, resolve_fps
+    from sepsiscope.video import iter_frames, probe_video, resolve_fps
 
     started = time.perf_counter()
     layout = MeasurementLayout(out_dir)
@@ -117,12 +135,21 @@ def _measure_one(row: dict[str, Any], out_dir: str, settings: MeasureSettings) -
         row.get("fps"), info.fps, source=str(row["video"]), hint="give --fps or a fps column"
     )
     um_per_px = float(row["um_per_px"])
-    frames = read_frames(row["video"], stop=max(2, int(round(settings.max_seconds * fps))))
+    stop = max(2, int(round(settings.max_seconds * fps)))
+    shrink = (settings.finest_um_per_px or 0.0) / um_per_px
+    # the white level of the decoded frames (12-bit in 16-bit, as ingest), before any shrinking
+    white, decoded = peek_white_level(iter_frames(row["video"], stop=stop), fps=fps,
+                                      frame=lambda item: item[1])  # fmt: skip
+    frames, (scale_y, scale_x) = _decode_stack(
+        (frame for _, frame in decoded), (info.height, info.width), shrink=shrink,
+        capacity=min(stop, info.n_frames) if info.n_frames > 0 else stop, source=row["video"],
+    )  # fmt: skip
+    analysed_um_per_px = um_per_px * (scale_x + scale_y) / 2
     analysis = analyse_video(
         frames,
         fps=fps,
-        um_per_px=um_per_px,
-        full_scale=float(peek_white_level(frames, fps=fps)[0]),  # as ingest: 12-bit in 16-bit
+        um_per_px=analysed_um_per_px,
+        full_scale=float(white),
         diameters_um=(settings.min_vessel_um, settings.max_vessel_um),
         min_contrast=settings.min_contrast,
         flow=FlowCriteria(
@@ -136,7 +163,7 @@ def _measure_one(row: dict[str, Any], out_dir: str, settings: MeasureSettings) -
         files["overlay"] = str(save_overlay(layout.overlay(video_id), analysis))
     if analysis.accepted and settings.kymographs:
         path = save_kymographs(
-            layout.kymograph(video_id), analysis, fps=fps, um_per_px=um_per_px,
+            layout.kymograph(video_id), analysis, fps=fps, um_per_px=analysed_um_per_px,
             count=settings.kymographs,
         )  # fmt: skip
         if path is not None:
@@ -149,6 +176,9 @@ def _measure_one(row: dict[str, Any], out_dir: str, settings: MeasureSettings) -
         "label": row.get("label", ""),
         "site": row.get("site", ""),
         "um_per_px": um_per_px,
+        "analysed_um_per_px": analysed_um_per_px,
+        "analysed_width": frames.shape[2],
+        "analysed_height": frames.shape[1],
         "fps": fps,
         "n_frames": len(frames),
         "duration_s": len(frames) / fps,
@@ -170,14 +200,57 @@ def _measure_one(row: dict[str, Any], out_dir: str, settings: MeasureSettings) -
             "flow": f.category,
             "velocity_um_per_s": f.velocity_um_per_s,
             "moving_fraction": f.moving_fraction,
-            "start_row_px": float(s.path_px[0, 0]),
-            "start_col_px": float(s.path_px[0, 1]),
-            "end_row_px": float(s.path_px[-1, 0]),
-            "end_col_px": float(s.path_px[-1, 1]),
+            # in the original pixel grid: a shrunk pixel's centre, (i + 0.5) x scale - 0.5
+            "start_row_px": (float(s.path_px[0, 0]) + 0.5) * scale_y - 0.5,
+            "start_col_px": (float(s.path_px[0, 1]) + 0.5) * scale_x - 0.5,
+            "end_row_px": (float(s.path_px[-1, 0]) + 0.5) * scale_y - 0.5,
+            "end_col_px": (float(s.path_px[-1, 1]) + 0.5) * scale_x - 0.5,
         }
         for i, (s, f) in enumerate(zip(analysis.segments, analysis.flows, strict=True))
     ]
     return {"video": video_row, "vessels": vessels, "files": files}
+
+
+def _decode_stack(
+    frames: Iterable[np.ndarray],
+    shape: tuple[int, int],
+    *,
+    shrink: float,
+    capacity: int,
+    source: str,
+) -> tuple[np.ndarray, tuple[float, float]]:
+    """Decoded grey frames as one ``(T, h, w)`` stack of their own dtype (uint8/uint16).
+
+    With ``shrink`` > 1 every frame is shrunk by that factor with area interpolation as it
+    arrives, so the full-size video is never held. Returns the stack and the original pixels per
+    analysed pixel ``(rows, columns)`` (1, 1 without shrinking). ``capacity`` is the expected
+    frame count (the stack grows if more arrive).
+    """
+    import cv2
+
+    from sepsiscope.video import VideoError
+
+    height, width = shape
+    size = (width, height)
+    if shrink > 1:
+        size = (max(1, round(width / shrink)), max(1, round(height / shrink)))
+    stack: np.ndarray | None = None
+    n = 0
+    for index, frame in enumerate(frames):
+        if frame.shape != shape:
+            raise VideoError(f"{source}: frame {index} is {frame.shape}, the first frames were "
+                             f"{shape}")  # fmt: skip
+        if size != (width, height):
+            frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        if stack is None:
+            stack = np.empty((max(1, capacity), size[1], size[0]), frame.dtype)
+        elif n == len(stack):  # more frames than the header declared
+            stack = np.concatenate([stack, np.empty_like(stack)])
+        stack[n] = frame
+        n += 1
+    if stack is None:
+        raise VideoError(f"{source}: no frames")
+    return stack[:n], (height / size[1], width / size[0])
 
 
 def _safe_measure(row: dict[str, Any], out_dir: str, settings: MeasureSettings):
