@@ -302,6 +302,25 @@ def _streak_velocity(
     return abs(float(np.sum(r * k * d) / np.sum(r * k * k))) * um_per_sample * fps
 
 
+def _windows_and_velocity(
+    kymograph: np.ndarray,
+    *,
+    fps: float,
+    um_per_sample: float,
+    noise_variance: float,
+    criteria: FlowCriteria,
+    column_depth: float = float("nan"),
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Moving and blurred windows of a kymograph (smoothed here); its streaks' velocity, µm/s."""
+    dyn, moving, blurred, per_window = _moving_windows(
+        _smooth(kymograph), fps=fps, um_per_sample=um_per_sample,
+        noise_variance=noise_variance, criteria=criteria, column_depth=column_depth,
+    )  # fmt: skip
+    velocity = _streak_velocity(dyn, moving, per_window=per_window, fps=fps,
+                                um_per_sample=um_per_sample, criteria=criteria)  # fmt: skip
+    return moving, blurred, velocity
+
+
 def path_velocity(
     kymograph: np.ndarray,
     *,
@@ -316,13 +335,10 @@ def path_velocity(
     The velocity part of :func:`segment_flow`, for a longer path than one segment (a chain of
     segments through junctions, :mod:`~sepsiscope.microcirculation.chains`). Parameters as there.
     """
-    um_per_sample = um_per_px * step_px
-    dyn, moving, _, per_window = _moving_windows(
-        _smooth(kymograph), fps=fps, um_per_sample=um_per_sample,
-        noise_variance=noise_variance, criteria=criteria,
+    _, _, velocity = _windows_and_velocity(
+        kymograph, fps=fps, um_per_sample=um_per_px * step_px, noise_variance=noise_variance,
+        criteria=criteria,
     )  # fmt: skip
-    velocity = _streak_velocity(dyn, moving, per_window=per_window, fps=fps,
-                                um_per_sample=um_per_sample, criteria=criteria)  # fmt: skip
     # a still part of the path (a stopped piece, residual jitter) is no velocity for the rest
     return velocity if velocity >= criteria.stopped_below_um_per_s else float("nan")
 
@@ -365,13 +381,10 @@ def segment_flow(
     -------
     SegmentFlow
     """
-    um_per_sample = um_per_px * step_px
-    dyn, moving, blurred, per_window = _moving_windows(
-        _smooth(kymograph), fps=fps, um_per_sample=um_per_sample,
-        noise_variance=noise_variance, criteria=criteria, column_depth=column_depth,
+    moving, blurred, velocity = _windows_and_velocity(
+        kymograph, fps=fps, um_per_sample=um_per_px * step_px, noise_variance=noise_variance,
+        criteria=criteria, column_depth=column_depth,
     )  # fmt: skip
-    velocity = _streak_velocity(dyn, moving, per_window=per_window, fps=fps,
-                                um_per_sample=um_per_sample, criteria=criteria)  # fmt: skip
     if velocity < criteria.stopped_below_um_per_s:
         moving[:] = False  # coherent change without displacement: not flow
     if blurred.any() and not moving.any():
