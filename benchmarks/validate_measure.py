@@ -142,13 +142,12 @@ def match_segments(
         near = [set(tree.query_ball_point(e, reach_px)) for e in ends]
         for i in set(owner[list(near[0])]) & set(owner[list(near[1])]):
             radius_px = (lines[i]["diameter_um"] / 2 + tolerance_um) / um
-            mine = owner == i
             distance, nearest = cKDTree(points[i]).query(ends)
             if np.any(distance > radius_px):
                 continue
             arc_um = abs(arcs[i][nearest[1]] - arcs[i][nearest[0]]) * um
             mismatch = abs(arc_um - seg.length_um) / max(seg.length_um, 1e-9)
-            if mismatch > length_tolerance or not mine.any():
+            if mismatch > length_tolerance:
                 continue
             cost = mismatch + float(distance.sum()) * um / max(seg.length_um, 1e-9)
             if cost < best_cost:

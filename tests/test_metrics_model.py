@@ -53,7 +53,7 @@ def test_a_metric_missing_from_a_whole_training_fold_is_imputed_silently(tmp_pat
     assert len(result["coefficients"]) == len(DEFAULT_FEATURES)
     assert result["notes"] == [
         "mean_velocity_um_per_s: missing in 11 of 12 patients, imputed with the median of the "
-        "training patients"
+        "training patients (0 after standardisation where a fold's training patients have none)"
     ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from fractions import Fraction
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import given
@@ -193,3 +194,17 @@ def test_natural_key_orders_numbered_names_by_their_number(numbers):
     names = [f"img_{n}.tif" for n in numbers]
     assert sorted(names, key=natural_key) == [f"img_{n}.tif" for n in sorted(numbers)]
     assert natural_key("IMG_2.TIF") == natural_key("img_2.tif")
+
+
+def test_a_stray_image_beside_folders_of_frames_is_not_a_video(tmp_path):
+    from sepsiscope.video import videos_in_folder
+
+    frames = np.zeros((5, 16, 16), np.uint8)
+    write_video(tmp_path / "p1", frames, 25.0)
+    write_video(tmp_path / "p2", frames, 25.0)
+    cv2.imwrite(str(tmp_path / "overview.jpg"), frames[0])
+    videos, skipped = videos_in_folder(tmp_path)
+    assert videos == [tmp_path / "p1", tmp_path / "p2"] and skipped == [tmp_path / "overview.jpg"]
+    for i in range(10):  # ten or more loose images are a video of their own
+        cv2.imwrite(str(tmp_path / f"f{i}.png"), frames[0])
+    assert videos_in_folder(tmp_path)[0] == [tmp_path]

@@ -116,14 +116,15 @@ def _ingest(job: dict[str, Any]) -> dict[str, Any]:
     span = 2 * k
     step = plan.step(fps)
     ring: deque[np.ndarray] = deque(maxlen=span + 1)
-    white, decoded = fq.peek_white_level(iter_frames(path), fps=fps, frame=lambda item: item[1])
-    chunks: list[np.ndarray] = []
-    rows: list[dict[str, Any]] = []
+    # before decoding: a video without a usable scale is refused at once
     side_px = plan.side_px(
         job["um_per_px"], info.height, info.width, source=str(path),
         hint="give um_per_px (or a known camera) in the manifest",
     )  # fmt: skip
     boxes = fq.crop_boxes(info.height, info.width, size=plan.size, crop=plan.crop, side_px=side_px)
+    white, decoded = fq.peek_white_level(iter_frames(path), fps=fps, frame=lambda item: item[1])
+    chunks: list[np.ndarray] = []
+    rows: list[dict[str, Any]] = []
     short = min(info.height, info.width)
     n_decoded = 0
     for index, frame in decoded:

@@ -148,7 +148,8 @@ def _usable_features(
         if missing:
             notes.append(
                 f"{f}: missing in {missing} of {n} patients, imputed with the median of the "
-                "training patients"
+                "training patients (0 after standardisation where a fold's training patients "
+                "have none)"
             )
     if empty:
         notes.insert(0, f"left out, measured in no patient: {', '.join(empty)}")

@@ -102,13 +102,17 @@ def _tiff_pages(path: Path) -> int:
         return 0
 
 
+MIN_FRAMES_OF_A_VIDEO = 10
+
+
 def videos_in_folder(folder: str | os.PathLike) -> tuple[list[Path], list[Path]]:
     """The videos a folder holds, and the entries left out: ``(videos, skipped)``.
 
     - A folder whose files are all images (PNG/JPEG/BMP, or TIFFs of one frame each) is ONE video,
       ``[folder]``; its sub-folders are skipped.
     - Otherwise each video file (container, or TIFF of several frames) is a video, and so is each
-      sub-folder that holds image frames; single images beside them are skipped.
+      sub-folder that holds image frames; single images beside them are skipped. So are fewer
+      than 10 loose images beside sub-folders of frames (a stray overview shot).
 
     Both lists are in natural name order; hidden entries are ignored.
     """
@@ -123,11 +127,14 @@ def videos_in_folder(folder: str | os.PathLike) -> tuple[list[Path], list[Path]]
     tiffs = [p for p in images if p.suffix.lower() in TIFF_SUFFIXES]
     # A TIFF is a frame or a stack; the first one decides for all (a folder mixes them rarely).
     tiff_stacks = bool(tiffs) and _tiff_pages(tiffs[0]) > 1
-    if images and not containers and not tiff_stacks:
+    frame_folders = {p for p in entries if p.is_dir() and image_files(p)}
+    # a few loose images beside folders of frames (an overview shot, a thumbnail) are not a
+    # video: under 10 frames is under a second at any camera's rate
+    stray = bool(frame_folders) and len(images) < MIN_FRAMES_OF_A_VIDEO
+    if images and not containers and not tiff_stacks and not stray:
         frames = set(images)
         return [folder], [p for p in entries if p not in frames]
-    chosen = set(containers) | set(tiffs if tiff_stacks else [])
-    chosen |= {p for p in entries if p.is_dir() and image_files(p)}
+    chosen = set(containers) | set(tiffs if tiff_stacks else []) | frame_folders
     return [p for p in entries if p in chosen], [p for p in entries if p not in chosen]
 
 

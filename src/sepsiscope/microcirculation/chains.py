@@ -48,7 +48,8 @@ def chain_segments(
     paths_px : sequence of (N_i, 2) float ndarray
         Segment centrelines ``(row, col)``; segments that meet share (or nearly share) an end.
     join_px : float
-        Ends closer than this meet at one junction.
+        Ends closer than this meet at one junction. In px on purpose: segments that meet end on
+        the same junction pixel of the skeleton (or one beside it), whatever the µm/px.
     direction_px : float
         Each end's direction is taken from the point this far inside the segment.
     max_turn_deg : float

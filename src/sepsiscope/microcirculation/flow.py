@@ -50,7 +50,8 @@ PERFUSED = ("sluggish", "continuous")
 
 @dataclass(frozen=True)
 class FlowCriteria:
-    """Thresholds of the flow analysis, in µm and seconds (never px or frames)."""
+    """Thresholds of the flow analysis, in µm and seconds (never px or frames; counts of lags
+    excepted)."""
 
     window_s: float = 0.5
     min_dynamic_to_noise: float = 2.0
@@ -69,6 +70,10 @@ class FlowCriteria:
     min_overlap_um: float = 20.0
     min_consistent_lags: int = 1
     max_turn_deg: float = 35.0
+
+    def __post_init__(self) -> None:
+        if self.min_consistent_lags < 1:
+            raise ValueError("min_consistent_lags must be at least 1 (a velocity needs a lag)")
 
 
 @dataclass(frozen=True)
