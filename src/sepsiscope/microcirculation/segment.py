@@ -111,6 +111,7 @@ def segment_vessels(
     diameters_um: tuple[float, float] = (4.0, 50.0),
     min_contrast: float = 0.03,
     min_area_um2: float = 300.0,
+    max_hole_um2: float = 15.0,
     threshold_sd: float = 4.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Binary vessel mask of a temporal image.
@@ -128,6 +129,11 @@ def segment_vessels(
         A vessel pixel is at least this much darker than its background (relative, 0.03 = 3 %).
     min_area_um2 : float
         Connected objects smaller than this are noise, not vessels.
+    max_hole_um2 : float
+        Holes in the mask up to this size (about 4 µm across) are filled as noise. Larger ones
+        are tissue enclosed by vessels (between two capillaries crossing at a shallow angle, in a
+        loop): filled, the skeleton cuts across the blob. Filling up to 75 µm², as before, lost
+        1.3 % of the true centreline length on the validation cohort.
     threshold_sd : float
         Hysteresis high threshold on the vesselness: the field's median plus this many robust
         standard deviations (low threshold: half of it), for small (< 20 µm) and large vessels
@@ -170,7 +176,7 @@ def segment_vessels(
     # smoothed over about a cell (3 µm) so that a stopped column's plasma gaps stay connected
     smoothed = cv2.GaussianBlur(contrast, (0, 0), max(0.5, 3.0 / um_per_px))
     mask &= smoothed < -min_contrast
-    mask = morphology.remove_small_holes(mask, max_size=int(min_area_um2 / 4 / um_per_px**2))
+    mask = morphology.remove_small_holes(mask, max_size=int(max_hole_um2 / um_per_px**2))
     mask = morphology.remove_small_objects(mask, max_size=int(min_area_um2 / um_per_px**2))
     return mask, contrast
 
