@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import string
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sepsiscope._io import write_json, write_table
 from sepsiscope.errors import InputError
@@ -69,3 +72,13 @@ def test_missing_or_incompatible_store_is_a_clear_error(tmp_path):
     layout.meta.write_text(json.dumps({"format_version": 999, "settings": {"size": 16}}))
     with pytest.raises(InputError, match="format 999 is not supported"):
         FrameStore(layout.root)
+
+
+@given(st.text(max_size=30))
+def test_safe_name_is_a_plain_file_name(name):
+    from sepsiscope.layout import safe_name
+
+    safe = safe_name(name)
+    assert safe and set(safe) <= set(string.ascii_letters + string.digits + "._-")
+    assert safe not in (".", "..") and not safe.startswith(".")
+    assert safe_name(safe) == safe  # already safe names are kept as they are

@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,7 +31,7 @@ from sepsiscope._io import save_png, write_table
 from sepsiscope._progress import track
 from sepsiscope._runinfo import load_run
 from sepsiscope.errors import InputError
-from sepsiscope.layout import RunLayout, explanation_png
+from sepsiscope.layout import RunLayout, explanation_png, safe_name
 from sepsiscope.models.classifier import prepare_batch
 from sepsiscope.settings import StageSettings
 
@@ -245,8 +244,7 @@ def _video_samples(
 
 def _folder_name(video: Path) -> str:
     """A video's name as a folder name: its stem (a frame folder's own name), safe characters."""
-    name = video.name if video.is_dir() else video.stem
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "video"
+    return safe_name(video.name if video.is_dir() else video.stem)
 
 
 def explain(

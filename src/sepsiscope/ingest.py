@@ -30,7 +30,6 @@ import json
 import logging
 import math
 import os
-import re
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -47,7 +46,7 @@ from sepsiscope._io import read_json, write_json, write_table, write_text
 from sepsiscope._progress import track
 from sepsiscope._sampling import SamplingPlan, ingest_video
 from sepsiscope.errors import InputError, PartialFailure
-from sepsiscope.layout import STORE_FORMAT_VERSION, StoreLayout
+from sepsiscope.layout import STORE_FORMAT_VERSION, StoreLayout, safe_name
 from sepsiscope.manifest import read_manifest
 from sepsiscope.settings import StageSettings, provenance
 from sepsiscope.splits import make_splits, split_of
@@ -133,7 +132,7 @@ def make_video_id(path: str, used: set[str]) -> str:
     Every stage that names a video's outputs uses this, so ids agree between the store and the
     measurements (``0001.avi`` in every patient's folder gets distinct ids).
     """
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem).strip("._") or "video"
+    stem = safe_name(Path(path).stem)
     if stem in used:
         stem = f"{stem}-{sha1(path.encode()).hexdigest()[:8]}"
     used.add(stem)

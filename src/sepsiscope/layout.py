@@ -25,10 +25,19 @@ Run (``sepsiscope train`` and the stages after it)::
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from sepsiscope.errors import InputError
+
+
+def safe_name(name: str) -> str:
+    """``name`` as a file or folder name: runs of other characters than letters, digits and
+    ``._-`` become ``_``, leading and trailing dots and underscores go ("video" if nothing is
+    left)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "video"
+
 
 STORE_FORMAT_VERSION = 1
 

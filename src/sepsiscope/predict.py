@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -37,7 +36,7 @@ from sepsiscope._sampling import SamplingPlan
 from sepsiscope._streaming import Update, stream_predictions
 from sepsiscope.backends import BACKENDS, load_backend
 from sepsiscope.errors import InputError, PartialFailure
-from sepsiscope.layout import PredictionLayout, RunLayout, prediction_summary
+from sepsiscope.layout import PredictionLayout, RunLayout, prediction_summary, safe_name
 from sepsiscope.settings import StageSettings, provenance
 from sepsiscope.sources import LiveSource, camera_frames, file_frames, is_live_spec
 from sepsiscope.video import (
@@ -131,7 +130,7 @@ def _resolve(source: str) -> list[dict[str, Any]]:
 def _unique_names(items: list[dict[str, Any]]) -> None:
     seen: dict[str, int] = {}
     for item in items:
-        base = re.sub(r"[^A-Za-z0-9._-]+", "_", item["name"]) or "video"
+        base = safe_name(item["name"])
         seen[base] = seen.get(base, 0) + 1
         item["name"] = base if seen[base] == 1 else f"{base}_{seen[base]}"
 
