@@ -143,6 +143,9 @@ def stream_predictions(
     pending: list[tuple[dict, np.ndarray | None, np.ndarray, float]] = []
     shape = gate = side_px = None
     white, events = fq.peek_white_level(events, fps=fps, frame=lambda event: event.frame)
+    # frames read while the white level was set (up to 1 s of 16-bit video) waited for it; their
+    # latency is the start-up's, not the stream's, and stays out of the latency figures
+    started = time.perf_counter()
 
     def flush() -> Update:
         usable = [p for p in pending if p[1] is not None]
@@ -164,7 +167,7 @@ def stream_predictions(
                 rows.append(out)
                 frames.append(frame)
         done = time.perf_counter()
-        latencies = [(done - arrival) * 1e3 for _, s, _, arrival in usable]
+        latencies = [(done - arrival) * 1e3 for _, _, _, arrival in usable if arrival >= started]
         low, high = rolling.interval
         for out in rows:
             out.update(rolling_probability=rolling.probability, rolling_low=low, rolling_high=high)
