@@ -12,7 +12,10 @@ from sepsiscope.cli._common import ConfigOption, JsonFlag, QuietFlag, app, run_s
 
 @app.command("measure")
 def measure_cmd(
-    source: Annotated[Path, typer.Argument(help="A video, or a manifest (.csv/.parquet).")],
+    source: Annotated[
+        Path,
+        typer.Argument(help="A video (file or folder of frames), or a manifest (.csv/.parquet)."),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Folder for tables and figures.")],
     um_per_px: Annotated[
         float | None, typer.Option("--um-per-px", help="Pixel size, µm (overrides manifest).")
