@@ -208,3 +208,18 @@ def test_interpret_accepts_a_crossval_folder_itself(tmp_path):
         network = result["models"][2]
         assert network["model"] == "network" and network["n_patients"] == 16
         assert network["auc"] == pytest.approx(1.0)
+
+
+def test_a_folder_of_videos_is_measured_video_by_video(videos, tmp_path):
+    root, good, _, _ = videos
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for name in ("b.avi", "a.avi"):
+        (folder / name).write_bytes(good.read_bytes())
+    (folder / "notes.txt").write_text("exported by the camera")
+    result = runner.invoke(app, ["measure", str(folder), "--out", str(tmp_path / "m"),
+                                 "--um-per-px", "1.0", "--quiet", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["videos"]
+    assert [r["video_id"] for r in rows] == ["a", "b"]
+    assert rows[0]["tvd_mm_per_mm2"] == pytest.approx(rows[1]["tvd_mm_per_mm2"])

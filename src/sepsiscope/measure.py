@@ -83,9 +83,23 @@ def _video_table(input_path: Path, settings: MeasureSettings) -> pd.DataFrame:
     else:
         if not input_path.exists():
             raise InputError(f"{input_path}: no such video or manifest")
+        # a folder is read as predict reads it: a folder of frames is one video, a folder of
+        # videos (or of frame folders) is many
+        videos = [input_path]
+        if input_path.is_dir():
+            from sepsiscope.video import videos_in_folder
+
+            videos, skipped = videos_in_folder(input_path)
+            if skipped:
+                log.warning("%s: skipped %d entries: %s", input_path, len(skipped),
+                            ", ".join(p.name for p in skipped[:10]))  # fmt: skip
+            if not videos:
+                raise InputError(f"{input_path}: the folder holds no video and no image frames")
+        n = len(videos)
         table = pd.DataFrame(
-            {"patient_id": [""], "video": [str(input_path.resolve())], "label": [""],
-             "site": [""], "um_per_px": [np.nan], "fps": [np.nan], "camera": [""]}
+            {"patient_id": [""] * n, "video": [str(v.resolve()) for v in videos],
+             "label": [""] * n, "site": [""] * n, "um_per_px": [np.nan] * n,
+             "fps": [np.nan] * n, "camera": [""] * n}
         )  # fmt: skip
     if settings.um_per_px is not None:
         table["um_per_px"] = settings.um_per_px

@@ -14,7 +14,7 @@ from sepsiscope.cli._common import ConfigOption, JsonFlag, QuietFlag, app, run_s
 def measure_cmd(
     source: Annotated[
         Path,
-        typer.Argument(help="A video (file or folder of frames), or a manifest (.csv/.parquet)."),
+        typer.Argument(help="A video (file or frame folder), a folder of videos, or a manifest."),
     ],
     out: Annotated[Path, typer.Option("--out", help="Folder for tables and figures.")],
     um_per_px: Annotated[
