@@ -52,7 +52,7 @@ def predict_cmd(
         typer.Option("--rate", help="Samples per second (default: the run's ingest rate)."),
     ] = None,
     fps: Annotated[
-        float | None, typer.Option("--fps", help="Frame rate for files without one.")
+        float | None, typer.Option("--fps", help="Frame rate (overrides manifest/container).")
     ] = None,
     um_per_px: Annotated[
         float | None,
@@ -112,7 +112,7 @@ def explain_cmd(
         ),
     ] = None,
     fps: Annotated[
-        float | None, typer.Option("--fps", help="Frame rate of a VIDEO that has none.")
+        float | None, typer.Option("--fps", help="Frame rate of VIDEO (overrides its own).")
     ] = None,
     um_per_px: Annotated[
         float | None,
