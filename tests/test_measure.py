@@ -66,7 +66,7 @@ def test_twelve_bit_data_in_a_16_bit_stack_is_not_too_dark(tmp_path):
     with pytest.raises(PartialFailure) as no_rate:  # a TIFF has no rate: measure's own hint
         measure(tmp_path / "deep.tif", tmp_path / "m", MeasureSettings(um_per_px=1.0), quiet=True)
     (failure,) = no_rate.value.result["failures"]
-    assert failure["error"].endswith(
+    assert failure["reason"].endswith(
         "deep.tif: no frame rate in the file; give --fps or a fps column"
     )
     settings = MeasureSettings(um_per_px=1.0, fps=25.0)
@@ -132,7 +132,7 @@ def test_manifest_with_a_short_and_a_broken_video(videos, tmp_path):
     result = runner.invoke(app, ["measure", str(manifest), "--out", str(out), "--quiet", "--json"])
     assert result.exit_code == 3  # one failure, the others measured
     payload = json.loads(result.stdout)
-    assert payload["n_failed"] == 1 and "broken.avi" in payload["failures"][0]["error"]
+    assert payload["n_failed"] == 1 and "broken.avi" in payload["failures"][0]["reason"]
     by_id = {v["video_id"]: v for v in payload["videos"]}
     assert by_id["good"]["status"] == "ok"
     assert by_id["short"]["status"] == "rejected" and "too_short" in by_id["short"]["quality_flags"]

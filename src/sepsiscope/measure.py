@@ -327,7 +327,7 @@ def measure(
         ]
     done = [r for r in results if "error" not in r]
     failures = [
-        {"video": r["video"]["video"], "error": r["error"]} for r in results if "error" in r
+        {"video": r["video"]["video"], "reason": r["error"]} for r in results if "error" in r
     ]
     return _write_outputs(layout, done, failures, settings, time.perf_counter() - started)
 
@@ -374,7 +374,7 @@ def _write_outputs(layout, done, failures, settings, seconds) -> dict[str, Any]:
     if failures:
         error = PartialFailure(
             f"{len(failures)} of {result['n_videos']} videos could not be measured: "
-            + "; ".join(f["error"] for f in failures[:3])
+            + "; ".join(f["reason"] for f in failures[:3])
         )
         error.result = result
         raise error
