@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import typer
 from typer.testing import CliRunner
 
@@ -66,3 +68,12 @@ def test_demo_help_and_readme_agree_on_how_long_the_demo_takes():
     demo_help = runner.invoke(app, ["demo", "--help"], terminal_width=200).output
     shown = re.search(r"about (\d+) minutes on 2", demo_help)
     assert documented and shown and shown[1] == documented[1]
+
+
+def test_json_output_on_an_input_error_is_json(tmp_path):
+    result = CliRunner().invoke(
+        app, ["measure", str(tmp_path / "missing.avi"), "--out", str(tmp_path / "m"), "--json"]
+    )
+    assert result.exit_code == 2 and "no such video or manifest" in result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["exit_code"] == 2 and "no such video or manifest" in payload["error"]

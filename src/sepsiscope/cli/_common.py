@@ -72,6 +72,8 @@ def run_stage(fn: Callable[[], dict[str, Any]], *, as_json: bool, summary: Calla
         result = getattr(exc, "result", None)
         if result is not None:
             typer.echo(to_json(result) if as_json else summary(result))
+        elif as_json:  # a script reading stdout always gets JSON, here the error and its status
+            typer.echo(to_json({"error": str(exc), "exit_code": exc.exit_code}))
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
     typer.echo(to_json(result) if as_json else summary(result))
