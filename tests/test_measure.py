@@ -175,8 +175,13 @@ def test_interpret_metrics_and_combined_models(tmp_path):
     assert result["coefficients"][0]["metric"] in {"ppv_percent", "mfi", "pvd_mm_per_mm2",
                                                    "mean_velocity_um_per_s"}  # fmt: skip
     assert (layout.interpret / "auc.csv").exists()
+    assert not any("only" in note for note in result["notes"])  # 16 patients: no warning
     cli = runner.invoke(app, ["interpret", str(layout.root), "--json"])
     assert cli.exit_code == 0 and json.loads(cli.stdout)["models"][0]["n_patients"] == 16
+    few = patients.iloc[:6]  # 6 patients with the network's probability: the AUCs say little
+    few.to_parquet(run.oof_patients)
+    notes = interpret(layout.root, run_dir=run.root)["notes"]
+    assert sum("only 6 patients" in note for note in notes) == 3  # metrics, network, combined
 
 
 def test_interpret_with_few_evaluated_patients_says_to_crossval(tmp_path):

@@ -120,9 +120,6 @@ def choose_threshold(val_frames: pd.DataFrame, settings: EvaluateSettings) -> di
     return chosen
 
 
-MIN_PATIENTS_PER_CLASS = 5
-
-
 def small_split_note(frames: pd.DataFrame, split: str) -> str | None:
     """A warning when a split holds too few patients of a class for its intervals to mean much.
 
@@ -132,11 +129,11 @@ def small_split_note(frames: pd.DataFrame, split: str) -> str | None:
     by_patient = frames.groupby("patient_id")["y"].first()
     n_septic = int(by_patient.sum())
     n_other = len(by_patient) - n_septic
-    if min(n_septic, n_other) >= MIN_PATIENTS_PER_CLASS:
+    if min(n_septic, n_other) >= M.MIN_PATIENTS_PER_CLASS:
         return None
     return (
         f"only {len(by_patient)} {split} patients ({n_septic} septic, {n_other} non-septic): "
-        f"with fewer than {MIN_PATIENTS_PER_CLASS} of a class the bootstrap intervals are not "
+        f"with fewer than {M.MIN_PATIENTS_PER_CLASS} of a class the bootstrap intervals are not "
         "informative (they can be zero-width); use `sepsiscope crossval` for small cohorts"
     )
 

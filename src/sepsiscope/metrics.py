@@ -36,6 +36,9 @@ LEVELS = ("frame", "video", "patient")
 METRICS = ("accuracy", "auc", "sensitivity", "specificity", "precision", "f1", "brier")
 VIDEO_RULES = ("mean", "median", "fraction_above")
 PREDICTION_COLUMNS = ("patient_id", "video_id", "frame_index", "y", "probability")
+# fewer patients of a class than this: bootstrap intervals and AUCs say little (evaluate and
+# interpret add a note)
+MIN_PATIENTS_PER_CLASS = 5
 _UNDEFINED = {
     "auc": "needs both septic and non-septic cases",
     "sensitivity": "no septic cases",

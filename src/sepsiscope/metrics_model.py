@@ -25,6 +25,7 @@ from pydantic import Field
 from sepsiscope._io import read_table, write_json, write_text
 from sepsiscope.errors import InputError
 from sepsiscope.layout import MeasurementLayout, RunLayout
+from sepsiscope.metrics import MIN_PATIENTS_PER_CLASS
 from sepsiscope.settings import StageSettings, provenance
 
 DEFAULT_FEATURES = (
@@ -236,6 +237,12 @@ def interpret(
     coefficients = pd.DataFrame(
         {"metric": features, "log_odds_per_sd": full[-1].coef_[0]}
     ).sort_values("log_odds_per_sd", key=np.abs, ascending=False)
+    for m in models:
+        if m["n_patients"] < 2 * MIN_PATIENTS_PER_CLASS:
+            notes.append(
+                f"{m['model']} on {m['patients']}: only {m['n_patients']} patients, an AUC that "
+                "one patient moves a lot; use `sepsiscope crossval` for small cohorts"
+            )
     out = layout.interpret
     auc_table = pd.DataFrame(models)
     files = {
