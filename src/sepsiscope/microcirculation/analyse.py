@@ -20,6 +20,7 @@ from sepsiscope.microcirculation.flow import (
 from sepsiscope.microcirculation.metrics import video_metrics
 from sepsiscope.microcirculation.quality import QualityCriteria, check_quality
 from sepsiscope.microcirculation.segment import (
+    core_mask,
     flat_field,
     lumen_mask,
     segment_vessels,
@@ -191,8 +192,10 @@ def analyse_video(
         min_contrast=min_contrast,
     )  # fmt: skip
     lumen = lumen_mask(mask, contrast, min_contrast=min_contrast)
+    # centrelines follow the vessels' dark cores; the wider mask still bounds them (flow, figures)
+    core = core_mask(mask, contrast, um_per_px=um_per_px)
     segments = vessel_segments(
-        mask, um_per_px=um_per_px, lumen=lumen, contrast=contrast, field=valid
+        core, um_per_px=um_per_px, lumen=lumen, contrast=contrast, field=valid
     )
     distance = ndimage.distance_transform_edt(mask)
     paths = _flow_paths([s.path_px for s in segments], distance, um_per_px)

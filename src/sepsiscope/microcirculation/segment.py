@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from scipy import ndimage
 from skimage import filters, morphology
 
 from sepsiscope.microcirculation.skeleton import SMALL_VESSEL_UM
@@ -179,6 +180,92 @@ def segment_vessels(
     mask = morphology.remove_small_holes(mask, max_size=int(max_hole_um2 / um_per_px**2))
     mask = morphology.remove_small_objects(mask, max_size=int(min_area_um2 / um_per_px**2))
     return mask, contrast
+
+
+def core_mask(
+    mask: np.ndarray,
+    contrast: np.ndarray,
+    *,
+    um_per_px: float,
+    depth_fraction: float = 0.4,
+    reach_um: float = 6.0,
+    smooth_um: float = 2.0,
+    min_area_um2: float = 40.0,
+    max_hole_um2: float = 15.0,
+    bridge_um: float = 25.0,
+) -> np.ndarray:
+    """The dark core of a vessel mask, whose skeleton follows each vessel's centreline.
+
+    A mask thresholded low enough to keep faint capillaries is much wider than the vessels (it
+    reaches the foot of each dark profile), so nearby vessels merge in it and its skeleton cuts
+    corners, leaves tips a wide radius short and bends into blob ends. A mask pixel belongs to
+    the core when it is darker than ``depth_fraction`` of the darkest contrast within
+    ``reach_um``: about the vessel's width at that fraction of its own depth, whatever its
+    contrast. On the validation cohort this moved 7 % of the true centreline length from more
+    than 4 µm off our centrelines to on them (docs/measurement.md).
+
+    Parameters
+    ----------
+    mask : (H, W) bool ndarray
+        From :func:`segment_vessels`.
+    contrast : (H, W) float ndarray
+        Flat-field contrast, vessels negative.
+    um_per_px : float
+    depth_fraction : float
+        Fraction of the local depth a core pixel reaches (0.5 would be the half-depth width).
+    reach_um : float
+        Radius within which the local depth is taken, µm: about the widest capillary's
+        half-width, so that a vessel is judged against itself rather than a darker neighbour.
+    smooth_um : float
+        Gaussian smoothing of the contrast first, µm: noise, and the plasma gaps of a stopped
+        column, which would otherwise cut its core into pieces (1.5 µm did; 2.5 µm merged two
+        capillaries 13 µm apart).
+    min_area_um2, max_hole_um2 : float
+        Core fragments smaller than this are dropped, holes up to this size filled, µm².
+    bridge_um : float
+        Where the mask's centreline joins two parts of the core across at most this length, µm,
+        it is kept as part of the core (a faint capillary meeting a dark venule).
+
+    Returns
+    -------
+    (H, W) bool ndarray, a subset of ``mask``.
+    """
+    smoothed = cv2.GaussianBlur(
+        contrast.astype(np.float32), (0, 0), max(0.5, smooth_um / um_per_px)
+    )
+    radius = max(1, int(round(reach_um / um_per_px)))
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    darkest = cv2.erode(np.where(mask, smoothed, 0.0).astype(np.float32), disc)
+    core = mask & (smoothed < depth_fraction * darkest)
+    core = morphology.remove_small_holes(core, max_size=int(max_hole_um2 / um_per_px**2))
+    core = morphology.remove_small_objects(core, max_size=int(min_area_um2 / um_per_px**2))
+    return core | _bridges(mask, core, max_length_px=bridge_um / um_per_px)
+
+
+def _bridges(mask: np.ndarray, core: np.ndarray, *, max_length_px: float) -> np.ndarray:
+    """Pieces of the mask's skeleton that join two separate parts of the core, up to a length.
+
+    A faint capillary's core stops short of a much darker vessel it joins (near the dark vessel
+    the local depth is the dark vessel's); the mask's own centreline still runs through the gap.
+    """
+    pieces, n = ndimage.label(morphology.skeletonize(mask) & ~core, structure=np.ones((3, 3)))
+    if n == 0:
+        return np.zeros_like(core)
+    parts, _ = ndimage.label(core, structure=np.ones((3, 3)))
+    padded = np.pad(pieces, 1)
+    h, w = pieces.shape
+    pairs = []  # (piece, core part) for every piece pixel beside a core pixel, all 8 directions
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            beside = padded[1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w]
+            both = (beside > 0) & (parts > 0)
+            pairs.append(np.stack([beside[both], parts[both]]))
+    pairs = np.unique(np.concatenate(pairs, axis=1), axis=1)
+    joins = np.bincount(pairs[0], minlength=n + 1)
+    sizes = np.bincount(pieces.ravel(), minlength=n + 1)
+    keep = (joins >= 2) & (sizes <= max_length_px)
+    keep[0] = False
+    return keep[pieces]
 
 
 def lumen_mask(mask: np.ndarray, contrast: np.ndarray, *, min_contrast: float = 0.03):

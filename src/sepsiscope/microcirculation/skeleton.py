@@ -303,6 +303,8 @@ def vessel_segments(
     for coords, start, end in _branches(skeleton_image):
         if len(coords) < 2:
             continue
+        if start and end and path_length(coords.astype(float)) < 3.0:
+            continue  # a pixel or two between (or out of and back to) junctions: not a segment
         path = _smooth_path(coords, smooth_um / um_per_px)
         # pixels within a joined vessel's radius of a junction lie inside that other vessel
         skip = [int(np.ceil(distance[tuple(coords[k])])) + 1 if joined else 1
