@@ -242,7 +242,7 @@ def test_centreline_length_of_known_polylines(width_px):
         assert measured == pytest.approx(truth, rel=tolerance), name
 
 
-def _kymograph_flow(profile_of_t, *, n_frames=50, length=60, sigma=3.0, seed=0):
+def _kymograph_flow(profile_of_t, *, n_frames=50, length=60, sigma=3.0, seed=0, fps=25.0):
     """segment_flow on a kymograph ``profile_of_t(t) -> (length,)`` plus sensor noise."""
     from sepsiscope.microcirculation.flow import _dynamic, _smooth, segment_flow
 
@@ -250,7 +250,39 @@ def _kymograph_flow(profile_of_t, *, n_frames=50, length=60, sigma=3.0, seed=0):
     noise = rng.normal(0, sigma, (n_frames, length))
     unit = float(np.mean(_dynamic(_smooth(rng.normal(0, sigma, (n_frames, length)))) ** 2))
     kymograph = np.stack([profile_of_t(t) for t in range(n_frames)]) + noise
-    return segment_flow(kymograph, fps=25.0, um_per_px=1.0, noise_variance=unit)
+    return segment_flow(kymograph, fps=fps, um_per_px=1.0, noise_variance=unit)
+
+
+def _cell_train(position_px: float, length: int = 60, seed: int = 1) -> np.ndarray:
+    """An irregular train of 6 px cells (dark) and gaps, shifted by ``position_px`` along s."""
+    centres = np.cumsum(np.random.default_rng(seed).uniform(8, 16, 200))
+    s = np.arange(length) + 2000 - position_px
+    darkness = np.exp(-0.5 * ((s[:, None] - centres[None, :]) / 2.0) ** 2).sum(axis=1)
+    return 160 - 50 * np.clip(darkness, 0, 1)
+
+
+def test_stops_shorter_than_a_window_make_flow_intermittent():
+    # cells moving 3 px/frame (75 µm/s) for 0.4 s, then standing still for 0.4 s, for 3 s: every
+    # 0.5 s window holds motion, yet the column stands still half of the time
+    moving = (np.arange(75) // 10) % 2 == 0
+    position = np.concatenate([[0.0], np.cumsum(3.0 * moving[1:])])
+    flow = _kymograph_flow(lambda t: _cell_train(position[t]), n_frames=75)
+    assert flow.category == "intermittent"
+    assert flow.moving_fraction == pytest.approx(0.5, abs=0.15)
+    assert flow.velocity_um_per_s == pytest.approx(75, rel=0.2)
+
+
+@pytest.mark.parametrize("fps", [25.0, 50.0, 100.0])
+@pytest.mark.parametrize("speed_um_per_s", [15.0, 60.0, 1000.0])
+def test_steady_flow_is_never_still_whatever_the_frame_rate(fps, speed_um_per_s):
+    # slow flow moves a small fraction of a cell from one frame to the next at a high frame
+    # rate; a test on consecutive frames called it stopped. Fast flow leaves frames without a
+    # cell in view, which are no stop either
+    n_frames = int(3 * fps)
+    step = speed_um_per_s / fps
+    flow = _kymograph_flow(lambda t: _cell_train(step * t), n_frames=n_frames, fps=fps)
+    assert flow.moving_fraction == 1.0
+    assert flow.category == ("sluggish" if speed_um_per_s < 300 else "continuous")
 
 
 def test_uniform_still_column_is_blurred_fast_flow_but_a_static_barcode_is_stopped():

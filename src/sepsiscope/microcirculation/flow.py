@@ -30,10 +30,15 @@ centreline has no texture above the noise (:func:`_static_texture`, below
 ``uniform_texture_to_depth`` of the column's darkness counts as flowing, too fast to follow: its
 velocity is missing, not zero.
 
+A moving window may still hold a stop shorter than itself (intermittent flow stopping for 0.3 s).
+Frames ``stop_span_s`` apart are compared (:func:`_still_frames`): where the cell-and-gap
+pattern is clearly visible yet has hardly changed over that fixed time, the column stood still,
+and those frames count as not flowing; the velocity is measured over the frames in between.
+
 Categories (consensus, De Backer 2007 and Ince 2018), with the thresholds of :class:`FlowCriteria`:
-``none`` moves in less than 10 % of the time; ``intermittent`` moves in some windows but stands
-still at least half of the time; ``sluggish`` moves most of the time slower than
-``sluggish_below_um_per_s``; ``continuous`` moves most of the time at least that fast.
+``none`` flows in less than 10 % of the time; ``intermittent`` flows some of the time but stands
+still at least 10 % of it; ``sluggish`` flows at least 90 % of the time, slower than
+``sluggish_below_um_per_s``; ``continuous`` flows at least 90 % of the time at least that fast.
 """
 
 from __future__ import annotations
@@ -70,6 +75,10 @@ class FlowCriteria:
     min_overlap_um: float = 20.0
     min_consistent_lags: int = 1
     max_turn_deg: float = 35.0
+    stop_span_s: float = 0.3
+    stop_visibility: float = 3.0
+    still_change: float = 0.2
+    stop_min_length_um: float = 20.0
 
     def __post_init__(self) -> None:
         if self.min_consistent_lags < 1:
@@ -274,23 +283,68 @@ def _moving_windows(
     return dyn, moving, blurred, int(np.min(np.diff(bounds)))
 
 
+def _still_frames(
+    kymograph: np.ndarray,
+    *,
+    fps: float,
+    um_per_sample: float,
+    noise_variance: float,
+    criteria: FlowCriteria,
+) -> np.ndarray:
+    """Frames during which the column's pattern stood still for ``stop_span_s`` or longer.
+
+    A window that moves may still hold stops shorter than itself: intermittent flow stopping for
+    0.2-0.5 s. Frames ``t`` and ``t + m`` (``m`` frames = ``stop_span_s``, a fixed *time*, so
+    the test does not depend on the frame rate) are compared: the change of the cell-and-gap
+    pattern between them, less the noise, is set against the pattern's own strength. Cells
+    moving farther than about a cell in that time change it by nearly all of it; a stopped
+    column only by the noise. The test is made only where the pattern stands clearly above the
+    noise (``stop_visibility``), so a faint or uniform column is never called still. Every
+    frame a still pair spans is still.
+
+    Returns
+    -------
+    (T,) bool ndarray
+    """
+    n_frames, length = kymograph.shape
+    m = max(1, int(round(criteria.stop_span_s * fps)))
+    still = np.zeros(n_frames, bool)
+    if n_frames <= m or length * um_per_sample < criteria.stop_min_length_um:
+        return still
+    # what stands still all video long (tissue, the vessel's wall, a junction) is no pattern
+    # of cells; nor are slow changes along the path (illumination, a cell blurred into a streak)
+    detail = kymograph - kymograph.mean(axis=0, keepdims=True)
+    detail -= ndimage.gaussian_filter1d(
+        detail, max(1.0, criteria.texture_scale_um / um_per_sample), axis=1, mode="nearest"
+    )
+    pattern = np.mean(detail * detail, axis=1)
+    change = np.mean((detail[m:] - detail[:-m]) ** 2, axis=1)
+    noise = max(noise_variance, 1e-6)
+    signal = pattern[m:] + pattern[:-m] - 2 * noise  # twice the pattern's variance
+    pairs = (signal > 2 * criteria.stop_visibility * noise) & (
+        change - 2 * noise < criteria.still_change * signal
+    )
+    # three pairs in a row: one quiet pair of noisy frames is no stop
+    pairs = ndimage.binary_opening(pairs, np.ones(3, bool))
+    for t in np.flatnonzero(pairs):
+        still[t : t + m + 1] = True
+    return still
+
+
 def _streak_velocity(
     dyn: list[np.ndarray],
-    moving: np.ndarray,
     *,
     per_window: int,
     fps: float,
     um_per_sample: float,
     criteria: FlowCriteria,
 ) -> float:
-    """Red-cell speed, µm/s, from the displacement of the moving windows' frames per lag."""
-    length = dyn[0].shape[1]
+    """Red-cell speed, µm/s, from the displacement per lag over runs of moving frames."""
     min_overlap = int(np.ceil(criteria.min_overlap_um / um_per_sample))
-    if not moving.any() or length < min_overlap + 1:
+    if not dyn or dyn[0].shape[1] < min_overlap + 1:
         return float("nan")
     max_lag = max(1, min(int(round(criteria.max_lag_s * fps)), per_window - 1))
-    lags = _displacements([d for d, m in zip(dyn, moving, strict=True) if m], max_lag,
-                          min_overlap)  # fmt: skip
+    lags = _displacements(dyn, max_lag, min_overlap)
     good: list[tuple[int, float, float]] = []
     for k, d, r in lags:  # the first lags, while their peak is reliable and on the line
         if r < criteria.min_peak_correlation:
@@ -307,6 +361,28 @@ def _streak_velocity(
     return abs(float(np.sum(r * k * d) / np.sum(r * k * k))) * um_per_sample * fps
 
 
+def _moving_runs(
+    smoothed: np.ndarray,
+    dyn: list[np.ndarray],
+    moving: np.ndarray,
+    still: np.ndarray,
+    bounds: np.ndarray,
+) -> list[np.ndarray]:
+    """Dynamic part of each moving window, split where the column stood still within it (runs
+    of fewer than 3 frames dropped): stopped frames would pull the velocity towards zero."""
+    runs = []
+    for i in np.flatnonzero(moving):
+        a, b = bounds[i], bounds[i + 1]
+        if not still[a:b].any():
+            runs.append(dyn[i])
+            continue
+        labels, n = ndimage.label(~still[a:b])
+        for piece in ndimage.find_objects(labels):
+            if piece[0].stop - piece[0].start >= 3:
+                runs.append(_dynamic(smoothed[a + piece[0].start : a + piece[0].stop]))
+    return runs
+
+
 def _windows_and_velocity(
     kymograph: np.ndarray,
     *,
@@ -315,15 +391,21 @@ def _windows_and_velocity(
     noise_variance: float,
     criteria: FlowCriteria,
     column_depth: float = float("nan"),
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Moving and blurred windows of a kymograph (smoothed here); its streaks' velocity, µm/s."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Moving and blurred windows of a kymograph (smoothed here), its still frames
+    (:func:`_still_frames`) and its streaks' velocity while moving, µm/s."""
+    smoothed = _smooth(kymograph)
     dyn, moving, blurred, per_window = _moving_windows(
-        _smooth(kymograph), fps=fps, um_per_sample=um_per_sample,
+        smoothed, fps=fps, um_per_sample=um_per_sample,
         noise_variance=noise_variance, criteria=criteria, column_depth=column_depth,
     )  # fmt: skip
-    velocity = _streak_velocity(dyn, moving, per_window=per_window, fps=fps,
+    still = _still_frames(smoothed, fps=fps, um_per_sample=um_per_sample,
+                          noise_variance=noise_variance, criteria=criteria)  # fmt: skip
+    runs = _moving_runs(smoothed, dyn, moving, still,
+                        _window_bounds(len(kymograph), fps, criteria.window_s))  # fmt: skip
+    velocity = _streak_velocity(runs, per_window=per_window, fps=fps,
                                 um_per_sample=um_per_sample, criteria=criteria)  # fmt: skip
-    return moving, blurred, velocity
+    return moving, blurred, still, velocity
 
 
 def path_velocity(
@@ -340,7 +422,7 @@ def path_velocity(
     The velocity part of :func:`segment_flow`, for a longer path than one segment (a chain of
     segments through junctions, :mod:`~sepsiscope.microcirculation.chains`). Parameters as there.
     """
-    _, _, velocity = _windows_and_velocity(
+    _, _, _, velocity = _windows_and_velocity(
         kymograph, fps=fps, um_per_sample=um_per_px * step_px, noise_variance=noise_variance,
         criteria=criteria,
     )  # fmt: skip
@@ -386,7 +468,7 @@ def segment_flow(
     -------
     SegmentFlow
     """
-    moving, blurred, velocity = _windows_and_velocity(
+    moving, blurred, still, velocity = _windows_and_velocity(
         kymograph, fps=fps, um_per_sample=um_per_px * step_px, noise_variance=noise_variance,
         criteria=criteria, column_depth=column_depth,
     )  # fmt: skip
@@ -396,7 +478,15 @@ def segment_flow(
         velocity = float("nan")  # only blurred (too fast) flow: no streak to measure
     if (moving.any() or blurred.any()) and np.isnan(velocity):
         velocity = float(path_velocity_um_per_s)
-    fraction = float((moving | blurred).mean())
+    # time flowing, frame by frame: a moving window less its stops shorter than the window
+    bounds = _window_bounds(len(kymograph), fps, criteria.window_s)
+    flowing = np.zeros(len(kymograph), bool)
+    for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+        if blurred[i]:
+            flowing[a:b] = True
+        elif moving[i]:
+            flowing[a:b] = ~still[a:b]
+    fraction = float(flowing.mean())
     if fraction < criteria.none_below_fraction:
         category = "none"
         velocity = 0.0
