@@ -45,6 +45,7 @@ def test_cli_measures_one_video_as_json(videos, tmp_path):
     (video,) = payload["videos"]
     assert set(JSON_METRICS) <= set(video)
     assert video["status"] == "ok" and video["n_segments"] >= 2
+    assert video["warnings"] == "" and video["message"] == ""  # dark vessels on smooth tissue
     # two vessels crossing a 0.16 x 0.16 mm field: about 0.32 mm / 0.0256 mm²
     assert video["tvd_mm_per_mm2"] == pytest.approx(0.32 / 0.0256, rel=0.2)
     assert 40 <= video["ppv_percent"] <= 70  # one of two equal-length capillaries flows

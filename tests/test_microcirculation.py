@@ -135,6 +135,14 @@ def test_tvd_formula_and_small_split():
     assert m["ppv_percent"] == pytest.approx(100.0)
     assert m["pvd_mm_per_mm2"] == pytest.approx(m["tvd_small_mm_per_mm2"])
     assert m["mean_velocity_um_per_s"] == pytest.approx(500.0)
+    assert m["blurred_length_percent"] == 0.0
+    # a third small vessel, 50 µm, perfused only as blurred fast flow for 60 % of the time
+    segments.append(Segment(line(80, 0, 80, 50, 50), 50.0, 7.0))
+    flows.append(SegmentFlow("intermittent", float("nan"), 0.6, 0.6))
+    assert video_metrics(segments, flows, field, um_per_px=1.0)["blurred_length_percent"] == 0.0
+    flows[-1] = SegmentFlow("continuous", float("nan"), 1.0, 0.6)
+    m = video_metrics(segments, flows, field, um_per_px=1.0)
+    assert m["blurred_length_percent"] == pytest.approx(100 * 0.6 * 50 / 150)
 
 
 def test_de_backer_counts_grid_crossings():
@@ -292,6 +300,7 @@ def test_uniform_still_column_is_blurred_fast_flow_but_a_static_barcode_is_stopp
     assert stopped.category == "none" and stopped.velocity_um_per_s == 0
     blurred = _kymograph_flow(lambda t: np.full(60, 90.0))  # fast flow: a uniform dark column
     assert blurred.category == "continuous" and np.isnan(blurred.velocity_um_per_s)
+    assert blurred.blurred_fraction == 1.0 and stopped.blurred_fraction == 0.0
     cells = 120 + 40 * (np.random.default_rng(1).random(200) > 0.5)  # an irregular train of cells
     moving = _kymograph_flow(lambda t: cells[100 - 2 * t : 160 - 2 * t].astype(float))
     assert moving.category == "sluggish"  # 2 px/frame at 25 fps and 1 µm/px: 50 µm/s
@@ -380,6 +389,21 @@ def test_a_faint_capillary_stays_joined_to_the_dark_venule_it_meets(depth):
     assert len(segments) == 3
     assert lengths[2] == pytest.approx(190, abs=4)
     assert lengths[0] + lengths[1] == pytest.approx(300, abs=4)
+
+
+def test_capillaries_barely_darker_than_the_tissue_texture_are_warned_about():
+    from sepsiscope.microcirculation.quality import QualityCriteria, faint_vessel_warning
+
+    tissue = np.random.default_rng(0).normal(0.0, 0.04, 10_000)  # contrast SD 4 %
+    ratio, message = faint_vessel_warning(-0.08, tissue, QualityCriteria())
+    assert ratio == pytest.approx(2.0, rel=0.05)
+    assert "probably missed" in message and "2.0x" in message
+    ratio, message = faint_vessel_warning(-0.2, tissue, QualityCriteria())
+    assert ratio == pytest.approx(5.0, rel=0.05) and message is None
+    assert faint_vessel_warning(-0.2, tissue[:50], QualityCriteria()) == (
+        pytest.approx(float("nan"), nan_ok=True),
+        None,
+    )
 
 
 def test_frames_registration_could_not_place_are_named():

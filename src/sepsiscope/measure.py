@@ -198,7 +198,8 @@ def _measure_one(row: dict[str, Any], out_dir: str, settings: MeasureSettings) -
         "duration_s": len(frames) / fps,
         "status": "ok" if analysis.accepted else "rejected",
         "quality_flags": ";".join(analysis.quality_flags),
-        "message": "; ".join(analysis.quality_messages),
+        "message": "; ".join(analysis.quality_messages + analysis.warning_messages),
+        "warnings": ";".join(analysis.warnings),
         **metrics,
         **{f"motion_{k}": v for k, v in analysis.motion.items()},
         **{f"quality_{k}": v for k, v in analysis.quality.items() if k != "duration_s"},
@@ -214,13 +215,17 @@ def _measure_one(row: dict[str, Any], out_dir: str, settings: MeasureSettings) -
             "flow": f.category,
             "velocity_um_per_s": f.velocity_um_per_s,
             "moving_fraction": f.moving_fraction,
+            "blurred_fraction": f.blurred_fraction,
+            "contrast": c,
             # in the original pixel grid: a shrunk pixel's centre, (i + 0.5) x scale - 0.5
             "start_row_px": (float(s.path_px[0, 0]) + 0.5) * scale_y - 0.5,
             "start_col_px": (float(s.path_px[0, 1]) + 0.5) * scale_x - 0.5,
             "end_row_px": (float(s.path_px[-1, 0]) + 0.5) * scale_y - 0.5,
             "end_col_px": (float(s.path_px[-1, 1]) + 0.5) * scale_x - 0.5,
         }
-        for i, (s, f) in enumerate(zip(analysis.segments, analysis.flows, strict=True))
+        for i, (s, f, c) in enumerate(
+            zip(analysis.segments, analysis.flows, analysis.contrasts, strict=True)
+        )
     ]
     return {"video": video_row, "vessels": vessels, "files": files}
 
@@ -354,7 +359,8 @@ def _write_outputs(layout, done, failures, settings, seconds) -> dict[str, Any]:
     per_video = []
     for r in done:
         v = r["video"]
-        entry = {k: v[k] for k in ("video_id", "video", "status", "quality_flags", "message")}
+        keys = ("video_id", "video", "status", "quality_flags", "warnings", "message")
+        entry = {k: v[k] for k in keys}
         entry.update({k: v.get(k) for k in JSON_METRICS})
         entry["files"] = r["files"]
         per_video.append(entry)
@@ -392,6 +398,7 @@ def summary_text(result: dict[str, Any]) -> str:
             f"{v['video_id']}: TVD {v['tvd_mm_per_mm2']:.1f} mm/mm² "
             f"(small {v['tvd_small_mm_per_mm2']:.1f}), PPV {v['ppv_percent']:.0f} %, "
             f"PVD {v['pvd_mm_per_mm2']:.1f}, MFI {v['mfi']:.2f}, {v['n_segments']} segments"
+            + (f" (warning: {v['message']})" if v["warnings"] else "")
         )
     if len(result["videos"]) > 20:
         lines.append(f"... {len(result['videos']) - 20} more in {result['files'].get('videos')}")

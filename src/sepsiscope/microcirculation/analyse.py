@@ -18,7 +18,11 @@ from sepsiscope.microcirculation.flow import (
     unit_noise_variance,
 )
 from sepsiscope.microcirculation.metrics import video_metrics
-from sepsiscope.microcirculation.quality import QualityCriteria, check_quality
+from sepsiscope.microcirculation.quality import (
+    QualityCriteria,
+    check_quality,
+    faint_vessel_warning,
+)
 from sepsiscope.microcirculation.segment import (
     core_mask,
     flat_field,
@@ -36,7 +40,9 @@ class Analysis:
 
     ``metrics`` holds the consensus metrics (NaN when quality flags stopped the analysis),
     ``segments``/``flows``/``kymographs`` one entry per segment, ``mask`` and ``mean_image`` the
-    ``(H, W)`` segmentation and registered temporal mean, ``quality_flags`` why it was rejected.
+    ``(H, W)`` segmentation and registered temporal mean, ``quality_flags`` why it was rejected,
+    ``contrasts`` each segment's median flat-field contrast in the temporal mean (negative);
+    ``warnings`` name doubts about an accepted video's figures (``faint_vessels``), with messages.
     """
 
     metrics: dict
@@ -50,6 +56,9 @@ class Analysis:
     mask: np.ndarray | None = None
     mean_image: np.ndarray | None = None
     field_mask: np.ndarray | None = None
+    contrasts: list[float] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    warning_messages: list[str] = field(default_factory=list)
 
     @property
     def accepted(self) -> bool:
@@ -109,17 +118,22 @@ def _extended_flow_paths(
     return paths, owner
 
 
-def _column_depths(
-    kymos: list[np.ndarray], paths: list[np.ndarray], contrast: np.ndarray
-) -> list[float]:
+def _path_contrasts(paths: list[np.ndarray], contrast: np.ndarray) -> list[float]:
+    """Median flat-field contrast along each path (negative: darker than the tissue beside)."""
+    return [
+        float(np.median(ndimage.map_coordinates(contrast, path.T, order=1, mode="nearest")))
+        for path in paths
+    ]
+
+
+def _column_depths(kymos: list[np.ndarray], contrasts: list[float]) -> list[float]:
     """How much darker each path's vessel is than the tissue beside it, in intensity units.
 
     From the kymograph's median level ``L`` and the flat-field contrast ``c`` of the temporal
     mean along the path (``c = L / background - 1``): ``background - L = L (-c) / (1 + c)``.
     """
     depths = []
-    for kymo, path in zip(kymos, paths, strict=True):
-        c = float(np.median(ndimage.map_coordinates(contrast, path.T, order=1, mode="nearest")))
+    for kymo, c in zip(kymos, contrasts, strict=True):
         level = float(np.median(kymo))
         depths.append(level * -c / (1 + c) if -1 < c < 0 else float("nan"))
     return depths
@@ -210,7 +224,9 @@ def analyse_video(
         path_velocity(k, fps=fps, um_per_px=um_per_px, noise_variance=sigma2 * u, criteria=flow)
         for k, u in zip(long_kymos, unit[len(paths) :], strict=True)
     ]
-    depths = _column_depths(kymos, paths, flat_field(mean_image, um_per_px=um_per_px))
+    mean_contrast = flat_field(mean_image, um_per_px=um_per_px)
+    contrasts = _path_contrasts(paths, mean_contrast)
+    depths = _column_depths(kymos, contrasts)
     flows = [
         segment_flow(
             k, fps=fps, um_per_px=um_per_px, noise_variance=sigma2 * u, criteria=flow,
@@ -222,6 +238,13 @@ def analyse_video(
         for i, (k, u, depth) in enumerate(zip(kymos, unit[: len(paths)], depths, strict=True))
     ]  # fmt: skip
     metrics = video_metrics(segments, flows, valid, um_per_px=um_per_px)
-    return Analysis(
-        metrics, motion_summary, figures, [], [], segments, flows, kymos, mask, mean_image, valid
+    small = [c for c, s in zip(contrasts, segments, strict=True) if s.small]
+    metrics["small_vessel_contrast"] = float(np.median(small)) if small else float("nan")
+    ratio, warning = faint_vessel_warning(
+        metrics["small_vessel_contrast"], mean_contrast[background], quality
     )
+    metrics["small_vessel_contrast_to_texture"] = ratio
+    return Analysis(
+        metrics, motion_summary, figures, [], [], segments, flows, kymos, mask, mean_image, valid,
+        contrasts, ["faint_vessels"] if warning else [], [warning] if warning else [],
+    )  # fmt: skip

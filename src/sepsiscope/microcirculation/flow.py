@@ -87,11 +87,14 @@ class FlowCriteria:
 
 @dataclass(frozen=True)
 class SegmentFlow:
-    """Flow of one segment: category, velocity (µm/s, NaN when not measurable), moving fraction."""
+    """Flow of one segment: category, velocity (µm/s, NaN when not measurable), the fraction of
+    the time it flows, and the fraction of the time it was judged to flow only because its
+    column was uniform (blurred fast flow, which a packed stopped column resembles)."""
 
     category: str
     velocity_um_per_s: float
     moving_fraction: float
+    blurred_fraction: float = 0.0
 
 
 def kymographs(
@@ -487,13 +490,13 @@ def segment_flow(
         elif moving[i]:
             flowing[a:b] = ~still[a:b]
     fraction = float(flowing.mean())
+    blurred_time = float(np.diff(bounds)[blurred].sum()) / len(kymograph)
     if fraction < criteria.none_below_fraction:
-        category = "none"
-        velocity = 0.0
+        category, velocity, blurred_time = "none", 0.0, 0.0
     elif fraction < criteria.intermittent_below_fraction:
         category = "intermittent"
     elif np.isfinite(velocity) and velocity < criteria.sluggish_below_um_per_s:
         category = "sluggish"
     else:
         category = "continuous"
-    return SegmentFlow(category, velocity, fraction)
+    return SegmentFlow(category, velocity, fraction, blurred_time)

@@ -135,6 +135,8 @@ def video_metrics(
         if measured.any()
         else float("nan")
     )
+    blurred = np.array([f.blurred_fraction for f in flows], float)
+    blurred_mm = float((length_mm * blurred)[small & perfused].sum()) if len(segments) else 0.0
     shares = {
         f"small_{c}_percent": (
             100 * float(length_mm[small & (category == c)].sum()) / small_mm
@@ -159,6 +161,8 @@ def video_metrics(
         "de_backer_small_per_mm": de_backer_score(small_paths, field, um_per_px=um_per_px),
         "mean_velocity_um_per_s": mean_velocity,
         "n_velocity_measured": int(measured.sum()),
+        # perfusion that rests on "a uniform still column is blurred fast flow" alone
+        "blurred_length_percent": 100 * blurred_mm / small_mm if small_mm > 0 else float("nan"),
         **shares,
     }
 
