@@ -136,13 +136,11 @@ def test_tvd_formula_and_small_split():
     assert m["pvd_mm_per_mm2"] == pytest.approx(m["tvd_small_mm_per_mm2"])
     assert m["mean_velocity_um_per_s"] == pytest.approx(500.0)
     assert m["blurred_length_percent"] == 0.0
-    # a third small vessel, 50 µm, perfused only as blurred fast flow for 60 % of the time
+    # a third small vessel, 50 µm, perfused only because 60 % of its time was blurred flow
     segments.append(Segment(line(80, 0, 80, 50, 50), 50.0, 7.0))
-    flows.append(SegmentFlow("intermittent", float("nan"), 0.6, 0.6))
-    assert video_metrics(segments, flows, field, um_per_px=1.0)["blurred_length_percent"] == 0.0
-    flows[-1] = SegmentFlow("continuous", float("nan"), 1.0, 0.6)
+    flows.append(SegmentFlow("continuous", float("nan"), 1.0, 0.6, perfused_by_blur=True))
     m = video_metrics(segments, flows, field, um_per_px=1.0)
-    assert m["blurred_length_percent"] == pytest.approx(100 * 0.6 * 50 / 150)
+    assert m["blurred_length_percent"] == pytest.approx(100 * 50 / 150)
 
 
 def test_de_backer_counts_grid_crossings():
@@ -269,6 +267,20 @@ def _cell_train(position_px: float, length: int = 60, seed: int = 1) -> np.ndarr
     return 160 - 50 * np.clip(darkness, 0, 1)
 
 
+@pytest.mark.parametrize("speed_um_per_s", [30.0, 33.3, 50.0])
+def test_a_regular_train_moving_one_spacing_per_span_is_not_still(speed_um_per_s):
+    # cells every 10 µm moving 10 µm in the 0.3 s span look unchanged frames 0.3 s apart; at
+    # half and a third of the span they do not
+    def train(position_px: float) -> np.ndarray:
+        s = np.arange(60) + 2000 - position_px
+        cells = np.exp(-0.5 * ((s[:, None] - np.arange(0, 4000, 10)[None, :]) / 2.0) ** 2)
+        return 160 - 50 * np.clip(cells.sum(axis=1), 0, 1)
+
+    step = speed_um_per_s / 25.0
+    flow = _kymograph_flow(lambda t: train(step * t), n_frames=75)
+    assert flow.moving_fraction == 1.0 and flow.category in ("sluggish", "continuous")
+
+
 def test_stops_shorter_than_a_window_make_flow_intermittent():
     # cells moving 3 px/frame (75 µm/s) for 0.4 s, then standing still for 0.4 s, for 3 s: every
     # 0.5 s window holds motion, yet the column stands still half of the time
@@ -300,11 +312,13 @@ def test_uniform_still_column_is_blurred_fast_flow_but_a_static_barcode_is_stopp
     assert stopped.category == "none" and stopped.velocity_um_per_s == 0
     blurred = _kymograph_flow(lambda t: np.full(60, 90.0))  # fast flow: a uniform dark column
     assert blurred.category == "continuous" and np.isnan(blurred.velocity_um_per_s)
-    assert blurred.blurred_fraction == 1.0 and stopped.blurred_fraction == 0.0
+    assert blurred.blurred_fraction == 1.0 and blurred.perfused_by_blur
+    assert stopped.blurred_fraction == 0.0 and not stopped.perfused_by_blur
     cells = 120 + 40 * (np.random.default_rng(1).random(200) > 0.5)  # an irregular train of cells
     moving = _kymograph_flow(lambda t: cells[100 - 2 * t : 160 - 2 * t].astype(float))
     assert moving.category == "sluggish"  # 2 px/frame at 25 fps and 1 µm/px: 50 µm/s
     assert moving.velocity_um_per_s == pytest.approx(50, rel=0.2)
+    assert moving.blurred_fraction == 0.0 and not moving.perfused_by_blur
 
 
 def test_a_vessel_fading_out_of_focus_is_followed_to_half_its_depth():

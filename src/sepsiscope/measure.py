@@ -216,6 +216,7 @@ def _measure_one(row: dict[str, Any], out_dir: str, settings: MeasureSettings) -
             "velocity_um_per_s": f.velocity_um_per_s,
             "moving_fraction": f.moving_fraction,
             "blurred_fraction": f.blurred_fraction,
+            "perfused_by_blur": f.perfused_by_blur,
             "contrast": c,
             # in the original pixel grid: a shrunk pixel's centre, (i + 0.5) x scale - 0.5
             "start_row_px": (float(s.path_px[0, 0]) + 0.5) * scale_y - 0.5,

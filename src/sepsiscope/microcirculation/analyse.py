@@ -42,7 +42,8 @@ class Analysis:
     ``segments``/``flows``/``kymographs`` one entry per segment, ``mask`` and ``mean_image`` the
     ``(H, W)`` segmentation and registered temporal mean, ``quality_flags`` why it was rejected,
     ``contrasts`` each segment's median flat-field contrast in the temporal mean (negative);
-    ``warnings`` name doubts about an accepted video's figures (``faint_vessels``), with messages.
+    ``warnings`` name doubts about an accepted video's figures (``faint_vessels``,
+    ``no_small_vessels``), with messages.
     """
 
     metrics: dict
@@ -70,6 +71,9 @@ def _empty_metrics() -> dict:
         "n_segments", "n_small_segments", "total_length_mm", "field_area_mm2", "tvd_mm_per_mm2",
         "tvd_small_mm_per_mm2", "ppv_percent", "ppv_count_percent", "pvd_mm_per_mm2", "mfi",
         "de_backer_per_mm", "de_backer_small_per_mm", "mean_velocity_um_per_s",
+        "n_velocity_measured", "blurred_length_percent", "small_none_percent",
+        "small_intermittent_percent", "small_sluggish_percent", "small_continuous_percent",
+        "small_vessel_contrast", "small_vessel_contrast_to_texture",
     )  # fmt: skip
     return {k: float("nan") for k in keys}
 
@@ -239,12 +243,18 @@ def analyse_video(
     ]  # fmt: skip
     metrics = video_metrics(segments, flows, valid, um_per_px=um_per_px)
     small = [c for c, s in zip(contrasts, segments, strict=True) if s.small]
-    metrics["small_vessel_contrast"] = float(np.median(small)) if small else float("nan")
-    ratio, warning = faint_vessel_warning(
+    metrics["small_vessel_contrast"] = float(np.nanmedian(small)) if small else float("nan")
+    ratio, faint = faint_vessel_warning(
         metrics["small_vessel_contrast"], mean_contrast[background], quality
     )
     metrics["small_vessel_contrast_to_texture"] = ratio
+    warnings = {"faint_vessels": faint} if faint else {}
+    if not small:
+        warnings["no_small_vessels"] = (
+            "no small vessels (< 20 µm) found: small-vessel TVD is 0 and PPV, PVD and MFI are "
+            "undefined; check focus, contrast and µm/px"
+        )
     return Analysis(
         metrics, motion_summary, figures, [], [], segments, flows, kymos, mask, mean_image, valid,
-        contrasts, ["faint_vessels"] if warning else [], [warning] if warning else [],
+        contrasts=contrasts, warnings=list(warnings), warning_messages=list(warnings.values()),
     )  # fmt: skip

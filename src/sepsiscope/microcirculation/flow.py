@@ -88,13 +88,15 @@ class FlowCriteria:
 @dataclass(frozen=True)
 class SegmentFlow:
     """Flow of one segment: category, velocity (µm/s, NaN when not measurable), the fraction of
-    the time it flows, and the fraction of the time it was judged to flow only because its
-    column was uniform (blurred fast flow, which a packed stopped column resembles)."""
+    the time it flows, the fraction of the time judged blurred fast flow (a uniform still
+    column, which a packed stopped column resembles), and whether it is perfused only because
+    of that (without the blurred time it would not be)."""
 
     category: str
     velocity_um_per_s: float
     moving_fraction: float
     blurred_fraction: float = 0.0
+    perfused_by_blur: bool = False
 
 
 def kymographs(
@@ -297,13 +299,16 @@ def _still_frames(
     """Frames during which the column's pattern stood still for ``stop_span_s`` or longer.
 
     A window that moves may still hold stops shorter than itself: intermittent flow stopping for
-    0.2-0.5 s. Frames ``t`` and ``t + m`` (``m`` frames = ``stop_span_s``, a fixed *time*, so
-    the test does not depend on the frame rate) are compared: the change of the cell-and-gap
-    pattern between them, less the noise, is set against the pattern's own strength. Cells
-    moving farther than about a cell in that time change it by nearly all of it; a stopped
-    column only by the noise. The test is made only where the pattern stands clearly above the
-    noise (``stop_visibility``), so a faint or uniform column is never called still. Every
-    frame a still pair spans is still.
+    0.3-0.5 s. Frame ``t`` is compared with frame ``t + m`` (``m`` frames = ``stop_span_s``, a
+    fixed *time*, so the test does not depend on the frame rate) and with ``t + m/2``,
+    ``t + m/3`` and ``t + m/4``: the change of the cell-and-gap pattern, less the noise, is set
+    against the pattern's own strength. Cells moving farther than about a cell change it by
+    nearly all of it; a stopped column only by the noise. A regular train moving one cell
+    spacing in ``m`` frames looks unchanged at ``m`` but not at the shorter lags, so a pair is
+    still only if it is still at all four. The test is made only where the pattern stands
+    clearly above the noise (``stop_visibility``), so a faint or uniform column is never called
+    still. Three still pairs in a row are needed, and every frame they span is still: the
+    shortest stop found is ``stop_span_s`` + 2 frames.
 
     Returns
     -------
@@ -321,12 +326,15 @@ def _still_frames(
         detail, max(1.0, criteria.texture_scale_um / um_per_sample), axis=1, mode="nearest"
     )
     pattern = np.mean(detail * detail, axis=1)
-    change = np.mean((detail[m:] - detail[:-m]) ** 2, axis=1)
     noise = max(noise_variance, 1e-6)
-    signal = pattern[m:] + pattern[:-m] - 2 * noise  # twice the pattern's variance
-    pairs = (signal > 2 * criteria.stop_visibility * noise) & (
-        change - 2 * noise < criteria.still_change * signal
-    )
+    starts = n_frames - m
+    pairs = np.ones(starts, bool)
+    for lag in sorted({m, max(1, m // 2), max(1, m // 3), max(1, m // 4)}):
+        change = np.mean((detail[lag : lag + starts] - detail[:starts]) ** 2, axis=1)
+        signal = pattern[lag : lag + starts] + pattern[:starts] - 2 * noise  # 2x the pattern
+        pairs &= (signal > 2 * criteria.stop_visibility * noise) & (
+            change - 2 * noise < criteria.still_change * signal
+        )
     # three pairs in a row: one quiet pair of noisy frames is no stop
     pairs = ndimage.binary_opening(pairs, np.ones(3, bool))
     for t in np.flatnonzero(pairs):
@@ -492,11 +500,15 @@ def segment_flow(
     fraction = float(flowing.mean())
     blurred_time = float(np.diff(bounds)[blurred].sum()) / len(kymograph)
     if fraction < criteria.none_below_fraction:
-        category, velocity, blurred_time = "none", 0.0, 0.0
+        category = "none"
+        velocity = 0.0
     elif fraction < criteria.intermittent_below_fraction:
         category = "intermittent"
     elif np.isfinite(velocity) and velocity < criteria.sluggish_below_um_per_s:
         category = "sluggish"
     else:
         category = "continuous"
-    return SegmentFlow(category, velocity, fraction, blurred_time)
+    by_blur = (
+        category in PERFUSED and fraction - blurred_time < criteria.intermittent_below_fraction
+    )
+    return SegmentFlow(category, velocity, fraction, blurred_time, by_blur)

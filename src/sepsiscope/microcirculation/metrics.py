@@ -111,7 +111,9 @@ def video_metrics(
     dict with ``n_segments``, ``total_length_mm``, ``field_area_mm2``, ``tvd_mm_per_mm2``,
     ``tvd_small_mm_per_mm2``, ``ppv_percent``, ``ppv_count_percent``, ``pvd_mm_per_mm2``, ``mfi``,
     ``mfi_quadrants``, ``de_backer_per_mm``, ``de_backer_small_per_mm``,
-    ``mean_velocity_um_per_s`` and the small-vessel length share of each flow category.
+    ``mean_velocity_um_per_s``, ``n_velocity_measured``, ``blurred_length_percent`` (small-vessel
+    length perfused only because of time judged blurred fast flow, %) and the small-vessel
+    length share of each flow category (``small_<category>_percent``).
     """
     area_mm2 = float(field.sum()) * (um_per_px / 1000) ** 2
     length_mm = np.array([s.length_um for s in segments]) / 1000
@@ -135,8 +137,8 @@ def video_metrics(
         if measured.any()
         else float("nan")
     )
-    blurred = np.array([f.blurred_fraction for f in flows], float)
-    blurred_mm = float((length_mm * blurred)[small & perfused].sum()) if len(segments) else 0.0
+    by_blur = np.array([f.perfused_by_blur for f in flows], bool)
+    blurred_mm = float(length_mm[small & by_blur].sum()) if len(segments) else 0.0
     shares = {
         f"small_{c}_percent": (
             100 * float(length_mm[small & (category == c)].sum()) / small_mm
@@ -161,7 +163,7 @@ def video_metrics(
         "de_backer_small_per_mm": de_backer_score(small_paths, field, um_per_px=um_per_px),
         "mean_velocity_um_per_s": mean_velocity,
         "n_velocity_measured": int(measured.sum()),
-        # perfusion that rests on "a uniform still column is blurred fast flow" alone
+        # small-vessel length perfused only by "a uniform still column is blurred fast flow"
         "blurred_length_percent": 100 * blurred_mm / small_mm if small_mm > 0 else float("nan"),
         **shares,
     }

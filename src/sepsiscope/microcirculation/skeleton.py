@@ -18,6 +18,7 @@ from scipy import ndimage
 from skimage.morphology import skeletonize
 
 SMALL_VESSEL_UM = 20.0  # consensus cut-off between small vessels (capillaries) and large ones
+JUNCTION_STUB_PX = 3.0  # shorter runs between two junction pixels belong to the junction
 
 
 @dataclass(frozen=True)
@@ -303,7 +304,7 @@ def vessel_segments(
     for coords, start, end in _branches(skeleton_image):
         if len(coords) < 2:
             continue
-        if start and end and path_length(coords.astype(float)) < 3.0:
+        if start and end and path_length(coords.astype(float)) < JUNCTION_STUB_PX:
             continue  # a pixel or two between (or out of and back to) junctions: not a segment
         path = _smooth_path(coords, smooth_um / um_per_px)
         # pixels within a joined vessel's radius of a junction lie inside that other vessel
