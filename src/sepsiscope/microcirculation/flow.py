@@ -256,7 +256,8 @@ def _moving_windows(
     criteria: FlowCriteria,
     column_depth: float = float("nan"),
 ):
-    """Dynamic part of each window, and which windows move or hold blurred fast flow."""
+    """Dynamic part of each window, which windows move or hold blurred fast flow, and the
+    windows' frame bounds."""
     n_frames, length = kymograph.shape
     bounds = _window_bounds(n_frames, fps, criteria.window_s)
     dyn = [_dynamic(kymograph[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
@@ -285,7 +286,7 @@ def _moving_windows(
             kymograph[a:b], um_per_sample=um_per_sample, scale_um=criteria.texture_scale_um
         )
         blurred[i] = texture < uniform
-    return dyn, moving, blurred, int(np.min(np.diff(bounds)))
+    return dyn, moving, blurred, bounds
 
 
 def _still_frames(
@@ -402,21 +403,20 @@ def _windows_and_velocity(
     noise_variance: float,
     criteria: FlowCriteria,
     column_depth: float = float("nan"),
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Moving and blurred windows of a kymograph (smoothed here), its still frames
-    (:func:`_still_frames`) and its streaks' velocity while moving, µm/s."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """Window bounds (frames), moving and blurred windows of a kymograph (smoothed here), its
+    still frames (:func:`_still_frames`) and its streaks' velocity while moving, µm/s."""
     smoothed = _smooth(kymograph)
-    dyn, moving, blurred, per_window = _moving_windows(
+    dyn, moving, blurred, bounds = _moving_windows(
         smoothed, fps=fps, um_per_sample=um_per_sample,
         noise_variance=noise_variance, criteria=criteria, column_depth=column_depth,
     )  # fmt: skip
     still = _still_frames(smoothed, fps=fps, um_per_sample=um_per_sample,
                           noise_variance=noise_variance, criteria=criteria)  # fmt: skip
-    runs = _moving_runs(smoothed, dyn, moving, still,
-                        _window_bounds(len(kymograph), fps, criteria.window_s))  # fmt: skip
-    velocity = _streak_velocity(runs, per_window=per_window, fps=fps,
+    runs = _moving_runs(smoothed, dyn, moving, still, bounds)
+    velocity = _streak_velocity(runs, per_window=int(np.min(np.diff(bounds))), fps=fps,
                                 um_per_sample=um_per_sample, criteria=criteria)  # fmt: skip
-    return moving, blurred, still, velocity
+    return bounds, moving, blurred, still, velocity
 
 
 def path_velocity(
@@ -433,7 +433,7 @@ def path_velocity(
     The velocity part of :func:`segment_flow`, for a longer path than one segment (a chain of
     segments through junctions, :mod:`~sepsiscope.microcirculation.chains`). Parameters as there.
     """
-    _, _, _, velocity = _windows_and_velocity(
+    *_, velocity = _windows_and_velocity(
         kymograph, fps=fps, um_per_sample=um_per_px * step_px, noise_variance=noise_variance,
         criteria=criteria,
     )  # fmt: skip
@@ -479,7 +479,7 @@ def segment_flow(
     -------
     SegmentFlow
     """
-    moving, blurred, still, velocity = _windows_and_velocity(
+    bounds, moving, blurred, still, velocity = _windows_and_velocity(
         kymograph, fps=fps, um_per_sample=um_per_px * step_px, noise_variance=noise_variance,
         criteria=criteria, column_depth=column_depth,
     )  # fmt: skip
@@ -490,7 +490,6 @@ def segment_flow(
     if (moving.any() or blurred.any()) and np.isnan(velocity):
         velocity = float(path_velocity_um_per_s)
     # time flowing, frame by frame: a moving window less its stops shorter than the window
-    bounds = _window_bounds(len(kymograph), fps, criteria.window_s)
     flowing = np.zeros(len(kymograph), bool)
     for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
         if blurred[i]:
