@@ -388,7 +388,7 @@ def _moving_runs(
         if not still[a:b].any():
             runs.append(dyn[i])
             continue
-        labels, n = ndimage.label(~still[a:b])
+        labels, _ = ndimage.label(~still[a:b])
         for piece in ndimage.find_objects(labels):
             if piece[0].stop - piece[0].start >= 3:
                 runs.append(_dynamic(smoothed[a + piece[0].start : a + piece[0].stop]))

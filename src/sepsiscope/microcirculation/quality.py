@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from sepsiscope.microcirculation.segment import robust_sd
+
 
 @dataclass(frozen=True)
 class QualityCriteria:
@@ -55,7 +57,7 @@ def faint_vessel_warning(
     values = np.asarray(background_contrast, float)
     if values.size < 100 or not np.isfinite(vessel_contrast):
         return float("nan"), None
-    spread = 1.4826 * float(np.median(np.abs(values - np.median(values))))
+    spread = robust_sd(values)
     ratio = -vessel_contrast / spread if spread > 0 else float("nan")
     if ratio < criteria.min_vessel_to_texture:
         return ratio, (
