@@ -23,8 +23,8 @@ import time
 import numpy as np
 import torch
 
-from sepsiscope import _representation as R
 from sepsiscope.models.autoencoder import ConvAutoencoder, to_unit_range
+from sepsiscope.representations import _shared as R
 
 SCHEDULES = {"default": (250, 500), "fast": (125, 375)}
 

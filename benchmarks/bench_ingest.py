@@ -1,7 +1,7 @@
 """Ingest speed, store size and peak memory on simulated MicroScan and CytoCam videos.
 
 Prints markdown tables (medians of repeats). Decoding = ``video.iter_frames`` over every frame;
-ingest = ``sepsiscope.ingest`` end to end (decode every frame, sample 2/s, quality, write), one
+ingest = ``sepsiscope.data.ingest`` end to end (decode every frame, sample 2/s, quality, write), one
 video. Size compares the zarr arrays with the raw uint8 size of the same samples (the honest
 baseline: sampling at 2/s already stores 12x fewer frames than the video has). Peak memory is the
 peak resident set (VmHWM) of a fresh process ingesting 1 or 4 videos, to show it does not grow with
@@ -24,10 +24,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sepsiscope.ingest import IngestSettings, ingest, store_info
+from sepsiscope.data.ingest import IngestSettings, ingest, store_info
+from sepsiscope.data.store import FrameStore
+from sepsiscope.data.video import iter_frames, probe_video
 from sepsiscope.simulate import SimulateSettings, simulate_cohort
-from sepsiscope.store import FrameStore
-from sepsiscope.video import iter_frames, probe_video
 
 REPEATS = 3
 SECONDS = 8.0
@@ -36,7 +36,7 @@ SECONDS = 8.0
 # would report the (large) benchmark parent's peak.
 _MEMORY_CHILD = """
 import sys
-from sepsiscope.ingest import IngestSettings, ingest
+from sepsiscope.data.ingest import IngestSettings, ingest
 ingest(sys.argv[1], sys.argv[2], IngestSettings(val=0, test=0, folds=0), quiet=True)
 status = open("/proc/self/status").read().split("VmHWM:")[1]
 print(int(status.split()[0]))

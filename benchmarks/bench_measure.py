@@ -25,7 +25,7 @@ from sepsiscope.simulate import SimulateSettings, simulate_cohort
 
 CHILD = """
 import json, resource, sys, time
-from sepsiscope.measure import MeasureSettings, measure
+from sepsiscope.microcirculation.measure import MeasureSettings, measure
 started = time.perf_counter()
 result = measure(sys.argv[1], sys.argv[2], MeasureSettings(um_per_px=1.2, fps=25), quiet=True)
 segments = result["videos"][0]["n_segments"]

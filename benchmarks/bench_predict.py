@@ -59,7 +59,8 @@ def _median_rate(fn, n_items: int, repeats: int) -> float:
 
 
 def model_only(device: str, batches: list[int], repeats: int, size: int, tmp: Path) -> list:
-    from sepsiscope.backends import OnnxBackend, TorchBackend, export_model_onnx
+    from sepsiscope.apply.backends import OnnxBackend, TorchBackend
+    from sepsiscope.apply.export import export_model_onnx
     from sepsiscope.models.classifier import SepsisNet
 
     torch.manual_seed(0)
@@ -101,7 +102,7 @@ def model_only(device: str, batches: list[int], repeats: int, size: int, tmp: Pa
 def _video(path: Path, seconds: float) -> Path:
     import cv2
 
-    from sepsiscope.video import write_video
+    from sepsiscope.data.video import write_video
 
     rng = np.random.default_rng(0)
     big = np.full((520, 680), 150, np.uint8)
@@ -120,10 +121,10 @@ def _video(path: Path, seconds: float) -> Path:
 
 
 def end_to_end(backend, video: Path, repeats: int, size: int) -> list:
-    from sepsiscope._sampling import SamplingPlan
-    from sepsiscope._streaming import stream_predictions
-    from sepsiscope.sources import LiveSource, file_frames
-    from sepsiscope.video import iter_frames, probe_video
+    from sepsiscope.apply._streaming import stream_predictions
+    from sepsiscope.apply.sources import LiveSource, file_frames
+    from sepsiscope.data._sampling import SamplingPlan
+    from sepsiscope.data.video import iter_frames, probe_video
 
     info = probe_video(video)
     n = info.n_frames

@@ -14,10 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from sepsiscope.data.video import write_video
 from sepsiscope.simulate import SimulateSettings, simulate_cohort
 from sepsiscope.simulate.cohort import _RENDER, build_scene, plan_cohort
 from sepsiscope.simulate.render import prepare, render_frames
-from sepsiscope.video import write_video
 
 
 def _video_rates(camera: str, seconds: float, repeats: int, folder: Path) -> tuple[float, float]:

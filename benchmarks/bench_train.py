@@ -3,7 +3,7 @@
 The real data path: a 224x224 frame store written to a temporary folder, read into memory as
 training does (``_train_data.read_samples``), batches cut by ``EpochBatches``, augmented on the
 batch (``augment_batch``), standardised (``prepare_batch``), channels-last, Adam step. Inference
-is ``sepsiscope.inference.infer``. Prints a markdown table (median of repeats).
+is ``sepsiscope.classifier.inference.infer``. Prints a markdown table (median of repeats).
 
     python benchmarks/bench_train.py                    # 2 CPU threads
     python benchmarks/bench_train.py --device cuda      # a GPU (bigger batches)
@@ -30,11 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from _train_store import write_tiny_store  # noqa: E402
 
-from sepsiscope._augment import augment_batch  # noqa: E402
-from sepsiscope._train_data import EpochBatches, MemorySamples, read_samples  # noqa: E402
-from sepsiscope.inference import cpu_supports_bf16, infer  # noqa: E402
+from sepsiscope.classifier._augment import augment_batch  # noqa: E402
+from sepsiscope.classifier._train_data import EpochBatches, MemorySamples, read_samples  # noqa: E402
+from sepsiscope.classifier.inference import infer  # noqa: E402
+from sepsiscope.data.store import FrameStore  # noqa: E402
 from sepsiscope.models.classifier import SepsisNet, prepare_batch  # noqa: E402
-from sepsiscope.store import FrameStore  # noqa: E402
+from sepsiscope.models.precision import cpu_supports_bf16  # noqa: E402
 
 
 def _sync(device: str) -> None:
@@ -93,10 +94,11 @@ def infer_rate(samples, device, *, bf16, batch_size, repeats) -> float:
 
 
 def lightning_rate(store_dir: Path, run_dir: Path, *, bf16: bool, batch_size: int) -> float:
-    """Frames/s of one whole Lightning epoch of ``sepsiscope.train`` (training batches only)."""
+    """Frames/s of one whole Lightning epoch of ``sepsiscope.classifier.train`` (training batches
+    only)."""
     import lightning as L
 
-    from sepsiscope.train import TrainSettings, train
+    from sepsiscope.classifier.train import TrainSettings, train
 
     class Timer(L.Callback):
         def __init__(self) -> None:

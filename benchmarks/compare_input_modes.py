@@ -16,9 +16,9 @@ from pathlib import Path
 
 from sklearn.metrics import roc_auc_score
 
-from sepsiscope.inference import load_classifier, predict_store
-from sepsiscope.store import FrameStore
-from sepsiscope.train import TrainSettings, train
+from sepsiscope.classifier.inference import load_classifier, predict_store
+from sepsiscope.classifier.train import TrainSettings, train
+from sepsiscope.data.store import FrameStore
 
 
 def patient_auc(table) -> float:

@@ -1,9 +1,9 @@
 """Leakage study: how much a frame-level split inflates the classifier's figures.
 
-On a SYNTHETIC cohort (simulate -> ingest), the same network is trained twice with the same
-settings and seed: once with the patient split (every patient's frames on one side only) and
-once with ``split_by="frame"`` (frames of one patient on both sides, as a frame-level split
-does). Both are judged with ``sepsiscope.evaluate`` (threshold on validation, patient-bootstrap
+On a SYNTHETIC cohort (simulate -> ingest), the same network is trained twice with the same settings
+and seed: once with the patient split (every patient's frames on one side only) and once with
+``split_by="frame"`` (frames of one patient on both sides, as a frame-level split does). Both are
+judged with ``sepsiscope.classifier.evaluate`` (threshold on validation, patient-bootstrap
 intervals), the logistic-regression baseline beside them. Prints a markdown table for
 docs/evaluation.md. Synthetic data: the numbers show the size of the effect, not clinical accuracy.
 
@@ -11,8 +11,8 @@ docs/evaluation.md. Synthetic data: the numbers show the size of the effect, not
     python benchmarks/leakage_study.py --patients 32 --folds 4 --out /tmp/leakage_cv
 
 With ``--folds K`` the patient side is patient-grouped K-fold cross-validation
-(``sepsiscope.crossval``), so every patient is judged once, out of fold, instead of the few
-patients of one test split.
+(``sepsiscope.classifier.crossval``), so every patient is judged once, out of fold, instead of the
+few patients of one test split.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from sepsiscope.crossval import CrossvalSettings, crossval
-from sepsiscope.evaluate import EvaluateSettings, evaluate
-from sepsiscope.ingest import IngestSettings, ingest
+from sepsiscope.classifier.crossval import CrossvalSettings, crossval
+from sepsiscope.classifier.evaluate import EvaluateSettings, evaluate
+from sepsiscope.classifier.train import TrainSettings, train
+from sepsiscope.data.ingest import IngestSettings, ingest
 from sepsiscope.layout import RunLayout
 from sepsiscope.simulate import SimulateSettings, simulate_cohort
-from sepsiscope.train import TrainSettings, train
 
 
 def _fmt(entry: dict | None) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from sepsiscope.layout import CohortLayout, MeasurementLayout
-from sepsiscope.measure import MeasureSettings, measure
+from sepsiscope.microcirculation.measure import MeasureSettings, measure
 from sepsiscope.simulate import SimulateSettings, simulate_cohort
 
 RELATIVE = ("tvd_mm_per_mm2", "tvd_small_mm_per_mm2", "mean_velocity_um_per_s")

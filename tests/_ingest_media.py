@@ -1,4 +1,4 @@
-"""Small real videos and manifests for the ingest tests (written with sepsiscope.video)."""
+"""Small real videos and manifests for the ingest tests (written with sepsiscope.data.video)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sepsiscope.video import write_video
+from sepsiscope.data.video import write_video
 
 
 def vessel_frames(

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from sepsiscope._io import write_json
+from sepsiscope.data.video import write_video
 from sepsiscope.layout import RunLayout
 from sepsiscope.models.classifier import SepsisNet
-from sepsiscope.video import write_video
 
 SIZE = 64
 FPS = 25.0
@@ -44,7 +44,7 @@ def make_run(root: Path, *, input_mode: str = "time", threshold: float | None = 
     layout = RunLayout(root)
     layout.classifier.mkdir(parents=True, exist_ok=True)
     save_file(tiny_model().state_dict(), str(layout.model))
-    from sepsiscope.train import TrainSettings
+    from sepsiscope.classifier.train import TrainSettings
 
     settings = TrainSettings(input_mode=input_mode).model_dump(mode="json")
     write_json(layout.model_settings, {"settings": settings, "sampling": SAMPLING})

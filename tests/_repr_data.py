@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from sepsiscope._io import write_json, write_table
+from sepsiscope.data.store import write_sample_array
 from sepsiscope.layout import STORE_FORMAT_VERSION, RunLayout, StoreLayout
-from sepsiscope.store import write_sample_array
 
 SPLITS = {"train": ["p0", "p1", "p2", "p3"], "val": ["p4", "p5"], "test": ["p6", "p7"]}
 

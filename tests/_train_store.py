@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 
 from sepsiscope._io import write_json, write_table
+from sepsiscope.data.store import write_sample_array
 from sepsiscope.layout import STORE_FORMAT_VERSION, StoreLayout
-from sepsiscope.store import write_sample_array
 
 
 def septic_like_samples(n: int, size: int, septic: bool, rng: np.random.Generator) -> np.ndarray:

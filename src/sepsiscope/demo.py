@@ -109,7 +109,7 @@ def _simulate(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
 
 
 def _ingest(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
-    from sepsiscope.ingest import IngestSettings, ingest
+    from sepsiscope.data.ingest import IngestSettings, ingest
 
     extra = {}
     if s.min_duration_s is not None:
@@ -124,21 +124,21 @@ def _ingest(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
 
 
 def _train(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
-    from sepsiscope.train import TrainSettings, train
+    from sepsiscope.classifier.train import TrainSettings, train
 
     settings = TrainSettings(epochs=s.epochs, seed=s.seed)
     return train(d.store.root, d.run.root, settings, quiet=quiet, overwrite=True)
 
 
 def _evaluate(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
-    from sepsiscope.evaluate import EvaluateSettings, evaluate
+    from sepsiscope.classifier.evaluate import EvaluateSettings, evaluate
 
     settings = EvaluateSettings(n_bootstrap=s.n_bootstrap, seed=s.seed, store=d.store.root)
     return evaluate(d.run.root, settings, quiet=quiet)
 
 
 def _embed(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
-    from sepsiscope.embed import EmbedSettings, embed
+    from sepsiscope.representations.embed import EmbedSettings, embed
 
     settings = EmbedSettings(
         split="val", perplexity=s.perplexity, n_iter=s.tsne_iterations,
@@ -148,7 +148,7 @@ def _embed(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
 
 
 def _autoencode(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
-    from sepsiscope.autoencode import AutoencodeSettings, autoencode
+    from sepsiscope.representations.autoencode import AutoencodeSettings, autoencode
 
     settings = AutoencodeSettings(
         bottleneck=(s.bottleneck,), epochs=s.autoencoder_epochs, seed=s.seed
@@ -157,7 +157,7 @@ def _autoencode(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
 
 
 def _cluster(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
-    from sepsiscope.cluster import ClusterSettings, cluster
+    from sepsiscope.representations.cluster import ClusterSettings, cluster
 
     settings = ClusterSettings(
         k=s.k, k_max=s.k_max, features="autoencoder", split="val", perplexity=s.perplexity,
@@ -167,7 +167,7 @@ def _cluster(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
 
 
 def _measure(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
-    from sepsiscope.measure import MeasureSettings, measure
+    from sepsiscope.microcirculation.measure import MeasureSettings, measure
 
     settings = MeasureSettings(workers=s.workers, kymographs=2)
     try:
@@ -178,14 +178,14 @@ def _measure(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
 
 
 def _interpret(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
-    from sepsiscope.metrics_model import InterpretSettings, interpret
+    from sepsiscope.microcirculation.interpret import InterpretSettings, interpret
 
     run_dir = d.run.root if s.combine else None
     return interpret(d.run.measurements, InterpretSettings(seed=s.seed), run_dir=run_dir)
 
 
 def _report(d: DemoLayout, s: DemoSettings, quiet: bool) -> dict[str, Any]:
-    from sepsiscope.report import ReportSettings, report
+    from sepsiscope.reporting.report import ReportSettings, report
 
     settings = ReportSettings(
         store=str(d.store.root), synthetic=True, title="sepsiscope demo (synthetic cohort)"
@@ -205,7 +205,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "interpret",
         _interpret,
-        lambda d: MeasurementLayout(d.run.measurements).interpret / "interpret.json",
+        lambda d: MeasurementLayout(d.run.measurements).interpret.result,
     ),
     Stage("report", _report, lambda d: d.run.report),
 )

@@ -27,8 +27,11 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from hashlib import sha1
 from pathlib import Path
+from typing import Any
 
+from sepsiscope._io import read_json
 from sepsiscope.errors import InputError
 
 
@@ -37,6 +40,19 @@ def safe_name(name: str) -> str:
     ``._-`` become ``_``, leading and trailing dots and underscores go ("video" if nothing is
     left)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "video"
+
+
+def make_video_id(path: str, used: set[str]) -> str:
+    """A file-name-safe id for a video: its stem, made unique within ``used`` (which it updates).
+
+    Every stage that names a video's outputs uses this, so ids agree between the store and the
+    measurements (``0001.avi`` in every patient's folder gets distinct ids).
+    """
+    stem = safe_name(Path(path).stem)
+    if stem in used:
+        stem = f"{stem}-{sha1(path.encode()).hexdigest()[:8]}"
+    used.add(stem)
+    return stem
 
 
 STORE_FORMAT_VERSION = 1
@@ -126,6 +142,41 @@ class RunLayout:
         if not self.model.exists():
             raise InputError(f"no trained classifier in {self.root}: run `sepsiscope train` first")
         return self
+
+    def saved_training(self) -> dict[str, Any]:
+        """What ``train`` recorded in classifier/settings.json ({} when there is none):
+        ``settings`` (TrainSettings), ``store`` (the store's path), ``sampling`` (its ingest
+        settings) and provenance."""
+        if not self.model_settings.exists():
+            return {}
+        saved = read_json(self.model_settings)
+        return saved if isinstance(saved, dict) else {}
+
+    def trained_store(self) -> Path | None:
+        """The frame store this run was trained on, as ``train`` recorded it, or that of its
+        first cross-validation fold (a crossval-only run); None when neither names one."""
+        runs = [self, *(RunLayout(f) for f in sorted(self.folds.glob("fold_*")))]
+        for run in runs:
+            store = run.saved_training().get("store")
+            if isinstance(store, str) and store:
+                return Path(store)
+        return None
+
+    def store_dir(self, given: str | os.PathLike | None = None) -> Path:
+        """``given`` when not None, else :meth:`trained_store`; InputError when neither."""
+        if given is not None:
+            return Path(given)
+        store = self.trained_store()
+        if store is None:
+            raise InputError(
+                f"{self.model_settings}: the run does not name its frame store; pass --store DIR"
+            )
+        if not StoreLayout(store).meta.exists():
+            raise InputError(
+                f"{self.root} was trained on the frame store {store}, which is not there now "
+                "(a run folder copied from elsewhere?); pass --store DIR"
+            )
+        return store
 
     # evaluation/ (sepsiscope evaluate)
     evaluation_metrics = property(lambda self: self.evaluation / "metrics.json")
@@ -285,10 +336,22 @@ class MeasurementLayout:
     settings = property(lambda self: self.root / "settings.json")
     overlays = property(lambda self: self.root / "overlays")
     kymographs = property(lambda self: self.root / "kymographs")
-    interpret = property(lambda self: self.root / "interpret")  # sepsiscope interpret
+    interpret = property(lambda self: InterpretLayout(self.root / "interpret"))
 
     def overlay(self, video_id: str) -> Path:
         return self.overlays / f"{video_id}.png"
 
     def kymograph(self, video_id: str) -> Path:
         return self.kymographs / f"{video_id}.png"
+
+
+@dataclass(frozen=True)
+class InterpretLayout:
+    """Files of ``sepsiscope interpret``: MEASUREMENTS/interpret/."""
+
+    root: Path
+
+    auc = property(lambda self: self.root / "auc.csv")
+    coefficients = property(lambda self: self.root / "coefficients.csv")
+    patients = property(lambda self: self.root / "patients.csv")
+    result = property(lambda self: self.root / "interpret.json")

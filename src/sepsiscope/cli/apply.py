@@ -72,7 +72,7 @@ def predict_cmd(
     """Per-frame probabilities, a rolling video probability with an interval, and the verdict at
     the validation threshold, for a video, a folder, a manifest or a live camera (research use
     only, not a diagnosis)."""
-    from sepsiscope.predict import PredictSettings, predict, summary_text
+    from sepsiscope.apply.predict import PredictSettings, predict, summary_text
 
     def go() -> dict[str, Any]:
         settings = PredictSettings.build(
@@ -123,7 +123,7 @@ def explain_cmd(
 ) -> None:
     """Grad-CAM overlays (layer2) of the samples with the highest and lowest probability of a
     store split, or of a video, with sanity checks of the maps."""
-    from sepsiscope.explain import ExplainSettings, explain
+    from sepsiscope.apply.explain import ExplainSettings, explain
 
     def go() -> dict[str, Any]:
         settings = ExplainSettings.build(
@@ -153,7 +153,7 @@ def export_cmd(
 ) -> None:
     """Write the classifier, preprocessing included, as one self-contained ONNX file (uint8
     samples in, probability out) and check it against torch."""
-    from sepsiscope.backends import export
+    from sepsiscope.apply.export import export
 
     run_stage(
         lambda: export(run, out=out),
@@ -181,7 +181,7 @@ def report_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Write one self-contained HTML report of a run (images embedded, no network)."""
-    from sepsiscope.report import ReportSettings, report
+    from sepsiscope.reporting.report import ReportSettings, report
 
     def go() -> dict[str, Any]:
         settings = ReportSettings.build(

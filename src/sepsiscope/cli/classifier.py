@@ -63,7 +63,7 @@ def train_cmd(
 ) -> None:
     """Train the 10-layer ResNet18-based classifier, choosing the model by the validation
     patients' AUC (RUN/classifier/: model.safetensors, checkpoints, metrics.csv)."""
-    from sepsiscope.train import TrainSettings, train
+    from sepsiscope.classifier.train import TrainSettings, train
 
     def go() -> dict[str, Any]:
         settings = TrainSettings.build(
@@ -111,7 +111,7 @@ def evaluate_cmd(
 ) -> None:
     """Judge a trained classifier by frame, video and patient with bootstrap intervals, beside
     a logistic-regression baseline; threshold fixed on validation (RUN/evaluation/)."""
-    from sepsiscope.evaluate import EvaluateSettings, evaluate
+    from sepsiscope.classifier.evaluate import EvaluateSettings, evaluate
 
     def go() -> dict[str, Any]:
         settings = EvaluateSettings.build(config, split=split, n_bootstrap=bootstrap, store=store)
@@ -149,7 +149,7 @@ def crossval_cmd(
 ) -> None:
     """Patient-grouped k-fold cross-validation: one model per fold, out-of-fold predictions for
     every patient, mean and spread of each metric (finished folds are kept)."""
-    from sepsiscope.crossval import CrossvalSettings, crossval
+    from sepsiscope.classifier.crossval import CrossvalSettings, crossval
 
     def go() -> dict[str, Any]:
         base = CrossvalSettings.build(config, folds=folds, overwrite=overwrite or None)

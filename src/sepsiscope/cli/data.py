@@ -97,8 +97,8 @@ def ingest_cmd(
 ) -> None:
     """Turn a manifest of videos into a patient-split frame store (resumes; exit 3 if some
     videos failed, each listed)."""
+    from sepsiscope.data.ingest import IngestSettings, ingest
     from sepsiscope.errors import InputError
-    from sepsiscope.ingest import IngestSettings, ingest
 
     def go() -> dict[str, Any]:
         if every is not None and rate is not None:
@@ -131,7 +131,7 @@ def store_info_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Patients, videos and frames by label and split, quality exclusions and failures."""
-    from sepsiscope.ingest import store_info
+    from sepsiscope.data.ingest import store_info
 
     def summary(r: dict[str, Any]) -> str:
         lines = [f"store {r['store']}"]

@@ -33,7 +33,7 @@ def measure_cmd(
 ) -> None:
     """Consensus microcirculation metrics per video (TVD, PPV, PVD, MFI, De Backer, velocity),
     per vessel and per patient (HI), with overlays and space-time diagrams."""
-    from sepsiscope.measure import MeasureSettings, measure, summary_text
+    from sepsiscope.microcirculation.measure import MeasureSettings, measure, summary_text
 
     def go() -> dict[str, Any]:
         settings = MeasureSettings.build(
@@ -58,7 +58,7 @@ def interpret_cmd(
 ) -> None:
     """Patient-level logistic regression on the consensus metrics (grouped cross-validation),
     and with --run a combined model with the network's patient probability; AUCs side by side."""
-    from sepsiscope.metrics_model import InterpretSettings, interpret, summary_text
+    from sepsiscope.microcirculation.interpret import InterpretSettings, interpret, summary_text
 
     def go() -> dict[str, Any]:
         settings = InterpretSettings.build(config, folds=folds)

@@ -38,7 +38,7 @@ def embed_cmd(
 ) -> None:
     """t-SNE map of the classifier's 128-d features by diagnosis, patient and camera, with
     silhouette and k-NN scores: does diagnosis or patient drive the grouping?"""
-    from sepsiscope.embed import EmbedSettings, embed
+    from sepsiscope.representations.embed import EmbedSettings, embed
 
     def go() -> dict[str, Any]:
         settings = EmbedSettings.build(
@@ -84,7 +84,7 @@ def autoencode_cmd(
 ) -> None:
     """Train the unsupervised convolutional autoencoder (3 conv + 3 transposed conv, no skips)
     on the train split; per-epoch reconstruction PNGs, bottleneck features, size sweep."""
-    from sepsiscope.autoencode import AutoencodeSettings, autoencode
+    from sepsiscope.representations.autoencode import AutoencodeSettings, autoencode
 
     def go() -> dict[str, Any]:
         settings = AutoencodeSettings.build(
@@ -124,7 +124,7 @@ def cluster_cmd(
 ) -> None:
     """K-means on standardised learned features, a k sweep, and agreement of the clusters
     with diagnosis (ARI, NMI, purity) and with patient (RUN/clusters/)."""
-    from sepsiscope.cluster import ClusterSettings, cluster
+    from sepsiscope.representations.cluster import ClusterSettings, cluster
 
     def go() -> dict[str, Any]:
         settings = ClusterSettings.build(

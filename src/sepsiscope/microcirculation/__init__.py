@@ -3,12 +3,19 @@
 Stages, each a module: ``stabilise`` (register frames), ``segment`` (vessel mask on a temporal
 image), ``skeleton`` (segments with length and diameter), ``flow`` (space-time diagrams, velocity
 and flow category), ``metrics`` (TVD, PPV, PVD, MFI, De Backer score, HI), ``quality`` (flags);
-``analyse_video`` chains them. File I/O lives in :mod:`sepsiscope.measure`.
+``analyse_video`` chains them. File I/O lives in :mod:`sepsiscope.microcirculation.measure`.
 """
 
 from __future__ import annotations
 
 from sepsiscope.microcirculation.analyse import Analysis, analyse_video
+from sepsiscope.microcirculation.consensus import (
+    de_backer_score,
+    heterogeneity_index,
+    patient_heterogeneity,
+    quadrant_mfi,
+    video_metrics,
+)
 from sepsiscope.microcirculation.flow import (
     CATEGORIES,
     MFI_SCORE,
@@ -16,13 +23,6 @@ from sepsiscope.microcirculation.flow import (
     SegmentFlow,
     kymographs,
     segment_flow,
-)
-from sepsiscope.microcirculation.metrics import (
-    de_backer_score,
-    heterogeneity_index,
-    patient_heterogeneity,
-    quadrant_mfi,
-    video_metrics,
 )
 from sepsiscope.microcirculation.quality import QualityCriteria, check_quality
 from sepsiscope.microcirculation.segment import segment_vessels, temporal_image, vesselness

@@ -8,6 +8,7 @@ import numpy as np
 from scipy import ndimage
 
 from sepsiscope.microcirculation.chains import chain_path, chain_segments, extended_segments
+from sepsiscope.microcirculation.consensus import video_metrics
 from sepsiscope.microcirculation.flow import (
     FlowCriteria,
     SegmentFlow,
@@ -17,7 +18,6 @@ from sepsiscope.microcirculation.flow import (
     segment_flow,
     unit_noise_variance,
 )
-from sepsiscope.microcirculation.metrics import video_metrics
 from sepsiscope.microcirculation.quality import (
     QualityCriteria,
     check_quality,

@@ -32,7 +32,7 @@ class CameraProfile:
     suffix : str
         Video container: ``".avi"`` (MJPEG) or ``".mp4"`` (H.264).
     quality : int
-        Encoder quality 1-100 (:func:`sepsiscope.video.write_video`); H.264 at 75 (CRF ~22)
+        Encoder quality 1-100 (:func:`sepsiscope.data.video.write_video`); H.264 at 75 (CRF ~22)
         smooths part of the sensor noise away, as clinical recordings do.
     """
 

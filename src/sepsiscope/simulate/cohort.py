@@ -23,6 +23,7 @@ from pydantic import Field
 
 from sepsiscope._io import atomic_path, to_json, write_text
 from sepsiscope._progress import track
+from sepsiscope.data.video import write_video
 from sepsiscope.errors import InputError
 from sepsiscope.layout import CohortLayout
 from sepsiscope.settings import StageSettings
@@ -38,7 +39,6 @@ from sepsiscope.simulate.render import (
 )
 from sepsiscope.simulate.truth import vessel_records, video_truth
 from sepsiscope.simulate.vessels import Vessel, generate_network
-from sepsiscope.video import write_video
 
 MANIFEST_COLUMNS = ["patient_id", "video", "label", "site", "um_per_px", "fps", "camera"]
 TRUTH_COLUMNS = [

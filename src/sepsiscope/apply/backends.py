@@ -1,0 +1,264 @@
+"""Inference back ends behind one interface (the ONNX file itself is written by
+:mod:`sepsiscope.apply.export`).
+
+A back end maps store-format samples to probabilities: ``backend(samples)`` with ``samples``
+``(n, 3, S, S)`` uint8 (frames t, t+k, t+2k, as :func:`sepsiscope.data.frame_quality.make_samples`
+makes them) gives ``(n,)`` float32 probabilities of the septic class. The preprocessing
+(:func:`~sepsiscope.models.classifier.prepare_batch`: input mode and per-sample standardisation) is
+part of every back end, so all of them take the same uint8 input.
+
+``fp32``
+    torch, float32 (CPU or CUDA). The reference. On the CPU the model is traced and frozen with
+    TorchScript (batch norm folded into the convolutions, oneDNN's fused kernels), channels-last.
+``bf16``
+    bfloat16: on the CPU, frozen like fp32 with bf16 weights (AVX512-BF16/AMX); on CUDA, autocast.
+    About 3.5x eager fp32 on 2 cores of a CPU with AMX (docs/benchmarks.md); probabilities differ
+    from fp32 by ~1e-3 (< 0.02 asserted in ``tests/test_backends.py``; see docs/prediction.md).
+``onnx``
+    ONNX Runtime (CPU execution provider, all graph optimisations) on RUN/classifier/model.onnx,
+    which ``sepsiscope export`` writes: one self-contained file (weights inside), input
+    ``samples`` uint8 ``(n, 3, S, S)`` with a dynamic batch axis, output ``probability`` ``(n,)``
+    float32 and ``logit``. Agrees with fp32 to < 1e-4.
+``auto``
+    CUDA fp32 when a GPU is asked for; otherwise ONNX when the exported file is current,
+    else torch fp32. bf16 is never chosen silently because it can move a probability that sits
+    next to the threshold.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from sepsiscope.errors import InputError
+from sepsiscope.layout import RunLayout
+from sepsiscope.models.classifier import INPUT_MODES, SepsisNet, prepare_batch
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "fp32", "torch", "bf16", "onnx")
+ONNX_INPUT = "samples"
+
+
+class Backend(Protocol):
+    """``backend(samples (n, 3, S, S) uint8) -> (n,) float32 probabilities``."""
+
+    name: str
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray: ...
+
+
+def _check_samples(samples: np.ndarray) -> np.ndarray:
+    if samples.ndim != 4 or samples.shape[1] != 3 or samples.dtype != np.uint8:
+        raise ValueError(f"samples must be (n, 3, S, S) uint8, got {samples.shape} {samples.dtype}")
+    return np.ascontiguousarray(samples)
+
+
+def bf16_supported(device: str = "cpu") -> bool:
+    """True when bfloat16 matrix products run natively (CPU AVX512-BF16/AMX, or CUDA)."""
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+class TorchBackend:
+    """torch inference in float32 or bfloat16 autocast, channels-last.
+
+    The model is copied, so the caller's model keeps its memory format and device.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        input_mode: str,
+        precision: str = "fp32",
+        device: str = "cpu",
+        batch_size: int = 64,
+        freeze: bool = True,
+    ) -> None:
+        if input_mode not in INPUT_MODES:
+            raise InputError(f"unknown input mode {input_mode!r}: use one of {INPUT_MODES}")
+        if precision not in ("fp32", "bf16"):
+            raise InputError(f"unknown precision {precision!r}: use fp32 or bf16")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise InputError("--device cuda was asked for, but torch sees no CUDA GPU")
+        if precision == "bf16" and not bf16_supported(device):
+            log.warning("bf16 is not native on this %s; it will run, but slowly", device)
+        self.name = "bf16" if precision == "bf16" else "fp32"
+        self.input_mode = input_mode
+        self.precision = precision
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.model = copy.deepcopy(model).eval().to(self.device)
+        self.model = self.model.to(memory_format=torch.channels_last).requires_grad_(False)
+        # TorchScript graphs by input shape: oneDNN prepacks the weights for the shape it was
+        # traced with, and a graph traced at another shape runs ~30 % slower.
+        self.freeze = freeze and self.device.type == "cpu"
+        self._frozen: dict[tuple[int, ...], Any] = {}
+
+    def logits(self, samples: np.ndarray) -> np.ndarray:
+        """``(n,)`` float32 logits."""
+        samples = _check_samples(samples)
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(samples), self.batch_size):
+                x = torch.from_numpy(samples[start : start + self.batch_size]).to(self.device)
+                x = prepare_batch(x, self.input_mode).contiguous(memory_format=torch.channels_last)
+                graph = self._graph(tuple(x.shape)) if self.freeze else None
+                if graph is not None:
+                    out.append(self._run_frozen(graph, x))
+                    continue
+                with torch.autocast(
+                    self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
+                ):
+                    out.append(self.model(x).float().cpu())
+        return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+    def _graph(self, shape: tuple[int, ...]) -> Any:
+        """The frozen graph for a batch of this shape: traced at that shape for batch 1 and the
+        full batch; other batch sizes run the full-batch graph on a zero-padded batch."""
+        n = shape[0]
+        key = shape if n in (1, self.batch_size) else (self.batch_size, *shape[1:])
+        if key not in self._frozen:
+            self._frozen[key] = _freeze(self.model, self.precision, key)
+        return self._frozen[key]
+
+    def _run_frozen(self, graph: Any, x: torch.Tensor) -> torch.Tensor:
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
+        n = x.shape[0]
+        if n not in (1, self.batch_size):
+            pad = x.new_zeros((self.batch_size - n, *x.shape[1:]))
+            x = torch.cat([x, pad]).contiguous(memory_format=torch.channels_last)
+        return graph(x.to(dtype)).float()[:n]
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        return (1.0 / (1.0 + np.exp(-self.logits(samples).astype(np.float64)))).astype(np.float32)
+
+
+def _freeze(model: nn.Module, precision: str, shape: tuple[int, ...]) -> Any:
+    """TorchScript trace + freeze + optimize_for_inference: batch norm folded into the convs and
+    oneDNN's fused kernels (about 1.7x fp32 and 1.5x bf16 eager on 2 CPU cores). bf16 uses bf16
+    weights, which runs on AVX512-BF16/AMX. None when tracing fails (eager is used then)."""
+    import warnings
+
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    twin = copy.deepcopy(model).to(dtype)
+    example = torch.zeros(shape, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    try:
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")  # TorchScript's deprecation notices
+            traced = torch.jit.trace(twin, example, check_trace=False)
+            return torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+    except Exception as exc:  # an unusual build without TorchScript: eager still works
+        log.info("TorchScript freeze unavailable (%s); using eager torch", exc)
+        return None
+
+
+class OnnxBackend:
+    """ONNX Runtime on an exported model (CPU execution provider, all graph optimisations)."""
+
+    name = "onnx"
+
+    def __init__(self, path: str | os.PathLike, *, threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise InputError(
+                "the onnx back end needs onnxruntime: pip install 'sepsiscope[onnx]'"
+            ) from exc
+        self.path = Path(path)
+        if not self.path.exists():
+            raise InputError(f"no ONNX model at {self.path}: run `sepsiscope export RUN` first")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
+            raise InputError(
+                f"{self.path}: not a valid ONNX model ({str(exc).splitlines()[0][:200]}); "
+                "run `sepsiscope export RUN` again"
+            ) from exc
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or inputs[0].name != ONNX_INPUT or inputs[0].type != "tensor(uint8)":
+            raise InputError(
+                f"{self.path}: not a sepsiscope export (expects one uint8 input named "
+                f"{ONNX_INPUT!r}); run `sepsiscope export RUN`"
+            )
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        samples = _check_samples(samples)
+        if len(samples) == 0:
+            return np.zeros(0, np.float32)
+        (prob,) = self.session.run(["probability"], {ONNX_INPUT: samples})
+        return prob.astype(np.float32)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file (ties an export to the weights it came from)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _run_model(run_dir: str | os.PathLike) -> tuple[SepsisNet, str, int]:
+    """The trained model of a run, its input mode and sample size."""
+    from sepsiscope.apply._runinfo import load_run
+
+    model, info = load_run(run_dir)
+    return model, info.input_mode, info.size
+
+
+def load_backend(
+    run_dir: str | os.PathLike, name: str = "auto", *, device: str = "cpu", batch_size: int = 64
+) -> Backend:
+    """The back end ``name`` (see module notes) for the run's trained classifier."""
+    if name not in BACKENDS:
+        raise InputError(f"unknown back end {name!r}: use one of {', '.join(BACKENDS)}")
+    layout = RunLayout(run_dir).require_classifier()
+    if name == "onnx" and device.startswith("cuda"):
+        raise InputError("the onnx back end runs on the CPU; use --backend fp32 or bf16 on CUDA")
+    if name == "auto" and not device.startswith("cuda") and _onnx_current(layout):
+        name = "onnx"
+    if name == "onnx":
+        backend = OnnxBackend(layout.onnx)
+        sha = backend.metadata.get("weights_sha256")
+        if sha and sha != file_sha256(layout.model):
+            raise InputError(
+                f"{layout.onnx} was exported from other weights than {layout.model}; "
+                "run `sepsiscope export RUN` again"
+            )
+        return backend
+    model, input_mode, _ = _run_model(run_dir)
+    precision = "bf16" if name == "bf16" else "fp32"
+    return TorchBackend(
+        model, input_mode=input_mode, precision=precision, device=device, batch_size=batch_size
+    )
+
+
+def _onnx_current(layout: RunLayout) -> bool:
+    if not layout.onnx.exists():
+        return False
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return layout.onnx.stat().st_mtime >= layout.model.stat().st_mtime

@@ -1,0 +1,138 @@
+"""Load a trained classifier and turn store samples into septic probabilities.
+
+Example
+-------
+>>> model, settings = load_classifier("run")                          # doctest: +SKIP
+>>> probs = infer(model, samples, input_mode=settings.input_mode)     # doctest: +SKIP  (n,)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sepsiscope.errors import InputError
+from sepsiscope.layout import RunLayout
+from sepsiscope.models.classifier import SepsisNet, prepare_batch
+from sepsiscope.models.precision import use_bf16
+
+if TYPE_CHECKING:
+    from sepsiscope.classifier.train import TrainSettings
+    from sepsiscope.data.store import FrameStore
+
+
+def load_model_file(path: str | os.PathLike, model: SepsisNet) -> SepsisNet:
+    """Load weights from a safetensors file into ``model``; InputError when it is not one."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: model file not found: run `sepsiscope train` first")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a safetensors model file ({exc})") from exc
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise InputError(f"{path}: does not hold a SepsisNet classifier ({first})") from exc
+    return model
+
+
+def load_classifier(run_dir: str | os.PathLike) -> tuple[SepsisNet, TrainSettings]:
+    """The trained network of a run (eval mode, CPU) and the settings it was trained with."""
+    from sepsiscope.classifier.train import TrainSettings
+
+    layout = RunLayout(run_dir).require_classifier()
+    try:
+        settings = TrainSettings.load(layout.model_settings)
+    except Exception as exc:
+        raise InputError(f"{layout.model_settings}: cannot read training settings ({exc})") from exc
+    model = load_model_file(layout.model, SepsisNet(dropout=settings.dropout))
+    return model.eval(), settings
+
+
+def infer(
+    model: SepsisNet,
+    samples_uint8: np.ndarray,
+    *,
+    input_mode: str,
+    batch_size: int = 64,
+    precision: str = "auto",
+    with_features: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Septic probabilities of store samples.
+
+    Parameters
+    ----------
+    model : a SepsisNet (its device is used; it is put in eval mode)
+    samples_uint8 : (n, 3, S, S) uint8 ndarray, channels = frames t, t+k, t+2k
+    input_mode : 'time' or 'single', as the model was trained (``TrainSettings.input_mode``)
+    precision : 'auto', 'fp32' or 'bf16' (autocast)
+    with_features : also return the 128-d pooled features of the last convolutional layer
+
+    Returns
+    -------
+    probs : (n,) float32 ndarray in [0, 1]; and features : (n, 128) float32 when asked.
+    """
+    samples_uint8 = np.asarray(samples_uint8)
+    if samples_uint8.ndim != 4 or samples_uint8.shape[1] != 3:
+        raise InputError(f"samples must be (n, 3, S, S), got shape {samples_uint8.shape}")
+    model.eval()
+    device = next(model.parameters()).device
+    bf16 = use_bf16(precision, device)
+    model = model.to(memory_format=torch.channels_last)
+    probs, feats = [], []
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    )
+    with torch.inference_mode(), autocast:
+        for start in range(0, len(samples_uint8), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(samples_uint8[start : start + batch_size]))
+            x = prepare_batch(x.to(device), input_mode).contiguous(
+                memory_format=torch.channels_last
+            )
+            features = model.forward_features(x)
+            probs.append(torch.sigmoid(model.forward_head(features).float()).cpu())
+            if with_features:
+                feats.append(features.float().cpu())
+    p = torch.cat(probs).numpy() if probs else np.zeros(0, np.float32)
+    if not with_features:
+        return p
+    f = torch.cat(feats).numpy() if feats else np.zeros((0, 128), np.float32)
+    return p, f
+
+
+def predict_store(
+    model: SepsisNet,
+    settings: TrainSettings,
+    store: FrameStore,
+    table: pd.DataFrame,
+    *,
+    batch_size: int = 64,
+    precision: str = "auto",
+    chunk_frames: int = 2048,
+) -> pd.DataFrame:
+    """Per-frame probabilities for store frame rows ``table``.
+
+    Returns a copy of ``table`` (index reset) with a ``probability`` column (septic, float).
+    Samples are read ``chunk_frames`` at a time, so any store size fits in memory.
+    """
+    out = table.reset_index(drop=True).copy()
+    probs = np.zeros(len(out), np.float32)
+    for start in range(0, len(out), chunk_frames):
+        samples = store.read_table(out.iloc[start : start + chunk_frames])
+        probs[start : start + len(samples)] = infer(
+            model, samples, input_mode=settings.input_mode, batch_size=batch_size,
+            precision=precision,
+        )  # fmt: skip
+    out["probability"] = probs
+    return out

@@ -1,0 +1,450 @@
+"""Ingest: a manifest of videos to a patient-split frame store (format in
+:mod:`sepsiscope.data.store`).
+
+Sampling. Neighbouring frames at 25-30 fps are near duplicates, so by default a video gives
+``rate_hz`` = 2 samples per second (the frame nearest each 0.5 s); ``every`` = N takes every N-th
+frame instead. Each sample stacks the grey frames ``t``, ``t + k``, ``t + 2k`` (``k`` =
+round(``channel_offset_s`` x fps), 150 ms by default) and is cropped and resized by
+:func:`sepsiscope.data.frame_quality.make_samples`. 16-bit input is scaled to 8 bits from the
+white level of the video's first second (at most 25 frames;
+:func:`sepsiscope.data.frame_quality.peek_white_level`), the same for every frame.
+
+Quality. The computable parts of the Massey score (:mod:`sepsiscope.data.frame_quality`) flag
+frames and videos ``usable = False``; :meth:`FrameStore.samples` leaves them out by default.
+
+Resuming. The store is a function of the manifest and the sampling settings. A rerun keeps every
+video already complete (its array exists and it has rows in the videos table) with unchanged
+manifest entries, ingests new or changed ones, retries failures, and drops videos no longer in
+the manifest. Tables are rewritten atomically after each video and arrays are renamed into place
+when complete, so a killed run leaves a readable store. Splits are recomputed from all the
+manifest's patients on every run (deterministic for a seed), so adding patients may move
+patients between splits: retrain after adding patients. ``overwrite`` starts again.
+
+Failures. A video that cannot be ingested gets a row in the failures table and a warning naming
+the file and the reason; the others are ingested and :class:`~sepsiscope.errors.PartialFailure`
+(exit status 3) is raised at the end with the result attached.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import Field
+
+from sepsiscope._io import read_json, write_json, write_table, write_text
+from sepsiscope._progress import track
+from sepsiscope.data import frame_quality as fq
+from sepsiscope.data._sampling import SamplingPlan, ingest_video
+from sepsiscope.data.manifest import read_manifest
+from sepsiscope.data.splits import make_splits, split_of
+from sepsiscope.data.store import FRAME_COLUMNS
+from sepsiscope.errors import InputError, PartialFailure
+from sepsiscope.layout import STORE_FORMAT_VERSION, StoreLayout, make_video_id
+from sepsiscope.settings import StageSettings, provenance
+
+log = logging.getLogger(__name__)
+
+# Settings that change what is stored; the others (splits, workers) may change between runs.
+SAMPLE_SETTINGS = (
+    "rate_hz", "every", "size", "crop", "channel_offset_s", "optimal_duration_s", "min_duration_s",
+    "field_um",
+)  # fmt: skip
+_PAUSE_ENV = "SEPSISCOPE_INGEST_PAUSE_S"  # test hook: seconds to wait after each video
+
+
+class IngestSettings(StageSettings):
+    """How videos become samples, and how patients are split."""
+
+    rate_hz: float | None = Field(2.0, gt=0, description="samples per second of video")
+    every: int | None = Field(None, ge=1, description="every N-th frame (overrides rate_hz)")
+    size: int = Field(224, ge=16, description="side of the square samples, px")
+    crop: Literal["center", "tiles"] = "center"
+    # Off by default: the short side makes cameras of other µm/px give samples of other scales
+    # (720x576 at 1 µm/px: 2.6 µm per sample pixel; 512x512 at 1.4: 3.2), a cue a network can
+    # learn when camera and label go together. A fixed field gives every camera the same scale.
+    field_um: float | None = Field(
+        None, gt=0, description="side of every crop in µm (fixed physical scale); default: px"
+    )
+    channel_offset_s: float = Field(0.15, ge=0, description="time between the channels, s")
+    val: float = Field(0.2, ge=0, lt=1)
+    test: float = Field(0.2, ge=0, lt=1)
+    folds: int = Field(5, ge=0)
+    seed: int = 0
+    workers: int = Field(1, ge=1)
+    optimal_duration_s: float = Field(5.0, ge=0, description="Massey duration score 0 from here")
+    min_duration_s: float = Field(3.0, ge=0, description="Massey duration: shorter scores 10")
+    # Massey's duration rule judges a recording for flow scoring (MFI needs seconds of video); a
+    # frame of a 2-s clip is as good an input to the frame classifier as one of a 10-s clip. So
+    # the duration score is recorded, and excludes a video from training only when asked.
+    duration_gate: bool = Field(False, description="leave videos under min_duration_s out")
+
+    def plan(self) -> SamplingPlan:
+        return SamplingPlan(
+            every=self.every,
+            rate_hz=None if self.every else self.rate_hz,
+            size=self.size,
+            crop=self.crop,
+            channel_offset_s=self.channel_offset_s,
+            optimal_duration_s=self.optimal_duration_s,
+            min_duration_s=self.min_duration_s,
+            duration_gate=self.duration_gate,
+            field_um=self.field_um,
+        )
+
+    def sampling(self) -> dict[str, Any]:
+        values = self.model_dump(include=set(SAMPLE_SETTINGS))
+        if self.every:
+            values["rate_hz"] = None
+        return values
+
+
+def feasible_folds(labels: dict[str, str], folds: int) -> int:
+    """``folds``, or fewer when a label has fewer patients than folds (0 when under 2).
+
+    Every fold must hold both labels. The folds are an extra (the fixed split is what training
+    uses), so a small cohort gets as many as it allows, with a warning, instead of a refusal.
+    """
+    counts = pd.Series(list(labels.values())).value_counts()
+    fewest = int(counts.min()) if len(counts) else 0
+    if folds <= fewest:
+        return folds
+    allowed = fewest if fewest >= 2 else 0
+    log.warning(
+        "%d folds need %d patients of each label, but %s has %d: making %d fold(s) instead",
+        folds, folds, counts.idxmin(), fewest, allowed,
+    )  # fmt: skip
+    return allowed
+
+
+def _source_key(row: pd.Series) -> str:
+    """The manifest fields a stored video depends on; a change re-ingests the video."""
+    fields = ("patient_id", "label", "site", "camera", "um_per_px", "fps")
+    return json.dumps({f: (None if pd.isna(row[f]) else row[f]) for f in fields}, default=str)
+
+
+def _clean_store(layout: StoreLayout, *, everything: bool) -> None:
+    """Remove temporaries of a killed run (and, with ``everything``, the store's own files)."""
+    if layout.arrays.exists():
+        for tmp in layout.arrays.glob(".tmp-*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+    if layout.root.exists():
+        for tmp in layout.root.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+    if everything:
+        shutil.rmtree(layout.arrays, ignore_errors=True)
+        for path in (layout.meta, layout.manifest, layout.videos, layout.frames,
+                     layout.failures, layout.splits):  # fmt: skip
+            path.unlink(missing_ok=True)
+
+
+def _previous(layout: StoreLayout, settings: IngestSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Videos and frames of an earlier run with the same sampling settings."""
+    if not layout.meta.exists():
+        return pd.DataFrame(), pd.DataFrame()
+    meta = read_json(layout.meta)
+    if meta.get("format_version") != STORE_FORMAT_VERSION:
+        raise InputError(
+            f"{layout.root}: store format {meta.get('format_version')} differs from "
+            f"{STORE_FORMAT_VERSION}; ingest again with --overwrite"
+        )
+    old = {k: meta.get("settings", {}).get(k) for k in SAMPLE_SETTINGS}
+    old["rate_hz"] = None if old.get("every") else old.get("rate_hz")
+    new = settings.sampling()
+    changed = [f"{k} {old[k]} -> {new[k]}" for k in SAMPLE_SETTINGS if old[k] != new[k]]
+    if changed:
+        raise InputError(
+            f"{layout.root} was ingested with other settings ({'; '.join(changed)}); "
+            "use --overwrite to start again, or another --store"
+        )
+    videos = pd.read_parquet(layout.videos) if layout.videos.exists() else pd.DataFrame()
+    frames = pd.read_parquet(layout.frames) if layout.frames.exists() else pd.DataFrame()
+    return videos, frames
+
+
+def ingest(
+    manifest: str | os.PathLike,
+    store_dir: str | os.PathLike,
+    settings: IngestSettings | None = None,
+    *,
+    quiet: bool = False,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Ingest the manifest's videos into the frame store ``store_dir``.
+
+    Returns a JSON-able dict: store, videos (ingested in all), videos_new, videos_skipped,
+    videos_removed, samples, samples_usable, videos_unusable, samples_unusable, failures
+    (count), failed ([{video, reason}]), patients, splits ({part: n patients}), seconds.
+    Raises PartialFailure (exit status 3), with this dict as ``.result``, when any video failed.
+
+    Example
+    -------
+    >>> ingest("cohort/manifest.csv", "store", IngestSettings(rate_hz=2))  # doctest: +SKIP
+    """
+    start = time.perf_counter()
+    settings = settings or IngestSettings()
+    table = read_manifest(manifest, require_files=False)
+    labels = dict(zip(table["patient_id"], table["label"], strict=True))
+    folds = feasible_folds(labels, settings.folds)
+    splits = make_splits(
+        labels, val=settings.val, test=settings.test, folds=folds, seed=settings.seed
+    )
+    layout = StoreLayout(store_dir)
+    _clean_store(layout, everything=overwrite)
+    old_videos, old_frames = _previous(layout, settings)
+
+    layout.root.mkdir(parents=True, exist_ok=True)
+    write_json(
+        layout.meta,
+        {"format_version": STORE_FORMAT_VERSION, "settings": settings.model_dump(mode="json"),
+         "manifest": str(Path(manifest).resolve()), **provenance()},
+    )  # fmt: skip
+    write_text(layout.manifest, table.drop(columns="y").to_csv(index=False))
+    write_json(layout.splits, splits)
+
+    # Keep what is complete and unchanged; everything else is (re)done.
+    table["source_key"] = table.apply(_source_key, axis=1)
+    done: dict[str, pd.Series] = {}
+    if len(old_videos):
+        for _, row in old_videos.iterrows():
+            if layout.array(row["video_id"]).exists():
+                done[row["path"]] = row
+    used: set[str] = set()
+    jobs, keep_ids = [], []
+    for _, row in table.iterrows():
+        previous = done.get(row["video"])
+        if previous is not None:
+            used.add(previous["video_id"])
+    for _, row in table.iterrows():
+        previous = done.get(row["video"])
+        if previous is not None and previous["source_key"] == row["source_key"]:
+            keep_ids.append(previous["video_id"])
+            continue
+        if previous is not None:
+            video_id = previous["video_id"]
+        else:
+            video_id = make_video_id(row["video"], used)
+        jobs.append({**row.to_dict(), "video_id": video_id, "root": str(layout.root),
+                     "plan": settings.plan()})  # fmt: skip
+    order = {path: i for i, path in enumerate(table["video"])}
+    state = _State(layout, splits, order)
+    keep = set(keep_ids)
+    removed = sorted(set(old_videos.get("video_id", [])) - keep - {j["video_id"] for j in jobs})
+    for video_id in removed:
+        shutil.rmtree(layout.array(video_id), ignore_errors=True)
+    if len(old_videos):
+        state.videos = {r["video_id"]: r.to_dict() for _, r in old_videos.iterrows()
+                        if r["video_id"] in keep}  # fmt: skip
+        if len(old_frames):
+            kept = old_frames[old_frames["video_id"].isin(keep)]
+            state.frames = {v: f for v, f in kept.groupby("video_id", sort=False)}
+    state.write()
+
+    pause = float(os.environ.get(_PAUSE_ENV, "0") or 0)
+    for job, result in track(
+        _run(jobs, settings.workers), description="ingest", total=len(jobs), quiet=quiet
+    ):
+        if "reason" in result:
+            log.warning("%s: %s", job["video"], result["reason"])
+            state.failures[job["video"]] = {
+                "video": job["video"], "patient_id": job["patient_id"], "reason": result["reason"]
+            }  # fmt: skip
+        else:
+            state.videos[job["video_id"]] = result["video"]
+            state.frames[job["video_id"]] = result["frames"]
+        state.write()
+        if pause:
+            time.sleep(pause)
+
+    result = state.summary()
+    result.update(
+        store=str(layout.root), folds=folds, videos_new=len(jobs) - len(state.failures),
+        videos_skipped=len(keep_ids), videos_removed=len(removed),
+        seconds=round(time.perf_counter() - start, 2),
+    )  # fmt: skip
+    if "warning" in result:
+        log.warning("%s", result["warning"])
+    if state.failures:
+        exc = PartialFailure(
+            f"{len(state.failures)} of {len(table)} video(s) could not be ingested: "
+            + "; ".join(f"{f['video']}: {f['reason']}" for f in state.failures.values())
+        )
+        exc.result = result  # type: ignore[attr-defined]
+        raise exc
+    return result
+
+
+def _run(jobs: list[dict[str, Any]], workers: int):
+    """Yield ``(job, result)`` as videos finish, in this process or in ``workers`` processes."""
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            yield job, ingest_video(job)
+        return
+    # spawn: no inherited locks or threads from the parent (zarr, blosc, torch).
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(ingest_video, job): job for job in jobs}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+class _State:
+    """The tables in memory, rewritten atomically after every video."""
+
+    def __init__(self, layout: StoreLayout, splits: dict[str, Any], order: dict[str, int]):
+        self.layout, self.order = layout, order
+        self.split = split_of(splits)
+        self.fold = {p: i for i, f in enumerate(splits.get("folds", [])) for p in f}
+        self.videos: dict[str, dict[str, Any]] = {}
+        self.frames: dict[str, pd.DataFrame] = {}
+        self.failures: dict[str, dict[str, Any]] = {}
+
+    def _videos_table(self) -> pd.DataFrame:
+        rows = sorted(self.videos.values(), key=lambda r: self.order.get(r["path"], math.inf))
+        columns = ["video_id", "patient_id", "label", "y", "path", "n_samples", "usable"]
+        table = pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)
+        table["patient_id"] = table["patient_id"].astype(str)
+        table["split"] = table["patient_id"].map(self.split).fillna("none")
+        table["fold"] = table["patient_id"].map(self.fold).fillna(-1).astype(int)
+        return table
+
+    def write(self) -> None:
+        videos = self._videos_table()
+        ids = list(videos["video_id"]) if len(videos) else []
+        parts = [self.frames[v] for v in ids if v in self.frames]
+        # split is not stored in the table: FrameStore joins it from splits.json
+        stored_columns = [c for c in FRAME_COLUMNS if c != "split"]
+        frames = (
+            pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=stored_columns)
+        )
+        frames["patient_id"] = frames["patient_id"].astype(str)
+        frames["usable"] = frames["usable"].astype(bool)
+        frames["split"] = frames["patient_id"].map(self.split).fillna("none")
+        # Frames first: a kill between the two writes leaves frame rows of a video the videos
+        # table does not list yet, which the next run drops and redoes.
+        write_table(self.layout.frames, frames)
+        write_table(self.layout.videos, videos)
+        failures = sorted(self.failures.values(), key=lambda r: self.order.get(r["video"], 0))
+        write_table(
+            self.layout.failures, pd.DataFrame(failures, columns=["video", "patient_id", "reason"])
+        )
+        self._frames = frames
+
+    def summary(self) -> dict[str, Any]:
+        videos, frames = self._videos_table(), self._frames
+        n_usable = int(frames["usable"].sum()) if len(frames) else 0
+        quality = quality_counts(videos, frames) if len(videos) else {}
+        warning = quality_warning(quality, len(frames)) if quality else None
+        return {
+            **({"warning": warning} if warning else {}),
+            "quality": quality,
+            "videos": len(videos),
+            "samples": len(frames),
+            "samples_usable": n_usable,
+            "samples_unusable": len(frames) - n_usable,
+            "videos_unusable": int((~videos["usable"].astype(bool)).sum()) if len(videos) else 0,
+            "failures": len(self.failures),
+            "failed": [
+                {"video": f["video"], "reason": f["reason"]} for f in self.failures.values()
+            ],
+            "patients": int(videos["patient_id"].nunique()) if len(videos) else 0,
+            "splits": {
+                part: sorted({p for p, s in self.split.items() if s == part})
+                for part in ("train", "val", "test")
+            },
+        }
+
+
+def quality_counts(videos: pd.DataFrame, frames: pd.DataFrame) -> dict[str, int]:
+    """Unusable videos and frames, and how many each Massey score part rejected."""
+    reject = fq.REJECT_SCORE
+    quality = {
+        "videos_unusable": int((~videos["usable"].astype(bool)).sum()) if len(videos) else 0,
+        "frames_unusable": int((~frames["usable"].astype(bool)).sum()) if len(frames) else 0,
+    }
+    for part in ("illumination", "focus", "stability"):
+        column = f"{part}_score"
+        quality[f"frames_rejected_{part}"] = (
+            int((frames[column] >= reject).sum()) if column in frames else 0
+        )
+    for part in ("illumination", "focus", "stability", "duration"):
+        column = f"{part}_score"
+        quality[f"videos_rejected_{part}"] = (
+            int((videos[column] >= reject).sum()) if column in videos else 0
+        )
+    return quality
+
+
+def quality_warning(quality: dict[str, int], n_samples: int) -> str | None:
+    """A message when the quality gate removed more than half of the samples, naming why."""
+    if not n_samples or quality["frames_unusable"] <= n_samples / 2:
+        return None
+    reasons = ", ".join(
+        f"{key.removeprefix('videos_rejected_').removeprefix('frames_rejected_')} "
+        f"({value} {'videos' if key.startswith('videos') else 'frames'})"
+        for key, value in quality.items()
+        if "rejected" in key and value
+    )
+    return (
+        f"the quality gate flagged {quality['frames_unusable']} of {n_samples} samples unusable "
+        f"(scored unacceptable for: {reasons or 'a total Massey score >= 10'}); training "
+        "leaves them out. See `sepsiscope store info` and the quality gate in docs/manifest.md"
+    )
+
+
+def _counts(table: pd.DataFrame, column: str | None = None) -> dict[str, Any]:
+    """``{"total", "by_label", "by_split"}`` counts of rows (or of unique ``column`` values)."""
+
+    def count(frame: pd.DataFrame) -> int:
+        return int(frame[column].nunique()) if column else len(frame)
+
+    if not len(table):
+        return {"total": 0, "by_label": {}, "by_split": {}}
+    return {
+        "total": count(table),
+        "by_label": {str(k): count(g) for k, g in table.groupby("label")},
+        "by_split": {str(k): count(g) for k, g in table.groupby("split")},
+    }
+
+
+def store_info(store_dir: str | os.PathLike) -> dict[str, Any]:
+    """What a store holds: counts by label and split, quality exclusions, failures, splits.
+
+    Returns a JSON-able dict: store, format_version, settings, patients, videos, frames (each
+    ``{"total", "by_label", "by_split"}``; frames also ``usable``), quality (unusable videos and
+    frames, and how many frames each Massey part rejected), failures ([{video, reason}]), splits
+    ({part: [patient_id, ...]}), folds, size_bytes and raw_bytes (uint8 size of the samples).
+    """
+    from sepsiscope.data.store import FrameStore
+
+    store = FrameStore(store_dir)
+    videos, frames = store.videos, store.frames
+    quality = quality_counts(videos, frames)
+    frame_counts = _counts(frames)
+    frame_counts["usable"] = _counts(frames[frames["usable"].astype(bool)]) if len(frames) else 0
+    size = sum(p.stat().st_size for p in store.layout.arrays.rglob("*") if p.is_file())
+    return {
+        "store": str(store.root),
+        "format_version": store.meta.get("format_version"),
+        "settings": store.meta.get("settings", {}),
+        "patients": _counts(videos, "patient_id"),
+        "videos": _counts(videos),
+        "frames": frame_counts,
+        "quality": quality,
+        "failures": [
+            {"video": str(r["video"]), "reason": str(r["reason"])}
+            for _, r in store.failures.iterrows()
+        ],
+        "splits": {part: list(store.splits.get(part, [])) for part in ("train", "val", "test")},
+        "folds": store.splits.get("folds", []),
+        "size_bytes": int(size),
+        "raw_bytes": int(len(frames) * 3 * store.size**2),
+    }

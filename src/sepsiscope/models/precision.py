@@ -1,0 +1,43 @@
+"""Numeric precision: bf16 autocast where the hardware computes it natively, fp32 elsewhere.
+
+On CPUs without AVX-512-BF16 or AMX (AVX2 only), bf16 is emulated and slower than fp32, so
+'auto' picks fp32 there; on CPUs with them bf16 is about 2-3x faster.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from sepsiscope.errors import InputError
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def cpu_supports_bf16() -> bool:
+    """True when this CPU computes bf16 natively (AVX-512-BF16 or AMX), where bf16 pays off."""
+    try:
+        cpu = torch._C._cpu
+        return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
+    except AttributeError:
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(precision: str, device: torch.device | str) -> bool:
+    """Resolve ``precision`` ('auto', 'fp32', 'bf16') to bf16 autocast on or off for ``device``.
+
+    'auto' means bf16 on CUDA GPUs that support it and on CPUs with native bf16, else fp32.
+    """
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}: use one of {PRECISIONS}")
+    if precision != "auto":
+        return precision == "bf16"
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return kind == "cpu" and cpu_supports_bf16()

@@ -1,0 +1,210 @@
+"""Reading and writing videos and image stacks, on real files written here."""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sepsiscope.data.video import (
+    VideoError,
+    image_files,
+    iter_frames,
+    natural_key,
+    plausible_fps,
+    probe_video,
+    read_frames,
+    resolve_fps,
+    to_uint8,
+    write_video,
+)
+
+
+def _frames(n: int = 12, h: int = 96, w: int = 128) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    frames = np.full((n, h, w), 170, np.uint8)
+    frames += rng.integers(0, 6, frames.shape, dtype=np.uint8)
+    for t in range(n):
+        frames[t, 40:48, :] = 40  # a dark horizontal vessel
+        frames[t, :, 10 + 4 * t : 14 + 4 * t] = 60  # a moving dark bar
+    return frames
+
+
+@pytest.mark.parametrize("name", ["clip.avi", "clip.mp4", "clip.mov", "clip.tif", "frames"])
+def test_roundtrip_keeps_content(tmp_path, name):
+    frames = _frames()
+    path = write_video(tmp_path / name, frames, fps=25.0)
+    info = probe_video(path)
+    back = read_frames(path)
+    assert back.shape == frames.shape and back.dtype == np.uint8
+    assert (info.width, info.height, info.n_frames) == (128, 96, 12)
+    lossy = name.endswith((".avi", ".mp4", ".mov"))
+    assert np.abs(back.astype(int) - frames).mean() < (4 if lossy else 0.01)
+    assert back[:, 44, :].mean() < back[:, 80, :].mean() - 80  # the vessel stays dark
+    if lossy:
+        assert info.fps == pytest.approx(25.0)
+    else:
+        assert info.fps is None
+
+
+def test_every_and_stop_select_frames(tmp_path):
+    path = write_video(tmp_path / "clip.avi", _frames(), fps=25.0)
+    indices = [i for i, _ in iter_frames(path, every=3, stop=10)]
+    assert indices == [0, 3, 6, 9]
+
+
+def test_colour_and_16_bit_inputs_become_grey(tmp_path):
+    import cv2
+    import tifffile
+
+    folder = tmp_path / "rgb"
+    folder.mkdir()
+    rgb = np.zeros((32, 48, 3), np.uint8)
+    rgb[..., 1] = 200  # pure green
+    cv2.imwrite(str(folder / "f0.png"), rgb[..., ::-1])
+    grey = read_frames(folder)
+    assert grey.shape == (1, 32, 48) and abs(int(grey[0, 0, 0]) - round(0.587 * 200)) <= 1
+
+    stack = np.full((3, 32, 48), 40000, np.uint16)
+    tifffile.imwrite(tmp_path / "deep.tif", stack, photometric="minisblack")
+    deep = read_frames(tmp_path / "deep.tif")
+    assert deep.dtype == np.uint16 and probe_video(tmp_path / "deep.tif").bit_depth == 16
+    assert to_uint8(deep)[0, 0, 0] == round(40000 * 255 / 65535)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [(b"", "empty file"), (b"this is not a video\n" * 50, "not a readable video")],
+)
+def test_unreadable_files_name_file_and_reason(tmp_path, content, reason):
+    path = tmp_path / "bad.avi"
+    path.write_bytes(content)
+    with pytest.raises(VideoError, match=reason) as err:
+        probe_video(path)
+    assert "bad.avi" in str(err.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(VideoError, match="file not found"):
+        list(iter_frames(tmp_path / "nope.mp4"))
+
+
+@pytest.mark.parametrize("name", ["clip.avi", "clip.mp4"])
+def test_luma_fast_path_equals_ffmpeg_grey_conversion(tmp_path, name):
+    import av
+
+    frames = np.random.default_rng(1).integers(0, 256, (4, 64, 96)).astype(np.uint8)
+    path = write_video(tmp_path / name, frames, fps=25.0)
+    with av.open(str(path)) as container:
+        reference = np.stack([f.to_ndarray(format="gray") for f in container.decode(video=0)])
+    np.testing.assert_array_equal(read_frames(path), reference)
+
+
+# -- frame rate: one fallback (given, else the container's plausible rate, else a clear error) --
+
+given_rates = st.floats(min_value=0.1, max_value=1e5, allow_nan=False)
+missing_given = st.sampled_from([None, float("nan"), 0.0, -25.0, float("inf"), float("-inf")])
+plausible_rates = st.floats(min_value=0.01, max_value=999.99, allow_nan=False)
+absurd_rates = st.one_of(
+    st.sampled_from([None, 0, 0.0, float("nan"), float("inf"), -30.0, 1000, 90000]),
+    st.floats(min_value=1000, max_value=1e9),
+)
+
+
+@given(given_rates, st.one_of(plausible_rates, absurd_rates))
+def test_a_given_rate_wins_and_the_file_is_not_asked(rate, container):
+    def probe():
+        raise AssertionError("the container must not be probed when a rate is given")
+
+    assert resolve_fps(rate, probe, source="v.avi", hint="give --fps") == rate
+    assert resolve_fps(rate, container, source="v.avi", hint="give --fps") == rate
+
+
+@given(missing_given, plausible_rates)
+def test_a_missing_given_rate_falls_back_on_a_plausible_container_rate(rate, container):
+    assert resolve_fps(rate, container, source="v.avi", hint="give --fps") == container
+    assert resolve_fps(rate, lambda: container, source="v.avi", hint="give --fps") == container
+
+
+@given(missing_given, absurd_rates)
+def test_no_usable_rate_is_an_input_error_naming_file_and_remedy(rate, container):
+    with pytest.raises(VideoError, match=r"^clip\.mkv: no frame rate in the file.*; give --fps$"):
+        resolve_fps(rate, container, source="clip.mkv", hint="give --fps")
+    assert VideoError("x").exit_code == 2
+
+
+def test_an_absurd_container_rate_is_named_in_the_message():
+    with pytest.raises(VideoError, match=r"it reports 90000 fps, not a camera's rate\)"):
+        resolve_fps(None, 90000, source="a.ts", hint="give fps in the manifest")
+    with pytest.raises(VideoError) as none:
+        resolve_fps(None, None, source="a.tif", hint="give fps in the manifest")
+    assert str(none.value) == "a.tif: no frame rate in the file; give fps in the manifest"
+
+
+def test_plausible_fps_reads_fractions_and_rejects_time_bases():
+    assert plausible_fps(Fraction(30000, 1001)) == pytest.approx(29.97, abs=1e-3)
+    assert plausible_fps(Fraction(25, 1)) == 25.0
+    assert [plausible_fps(r) for r in (None, 0, float("nan"), 1000, 90000, "x")] == [None] * 6
+
+
+def test_probe_gives_the_container_rate_to_resolve(tmp_path):
+    path = write_video(tmp_path / "clip.mkv", _frames(4), fps=30.0)
+    rate = resolve_fps(None, probe_video(path).fps, source=str(path), hint="give --fps")
+    assert rate == pytest.approx(30.0)
+
+
+def test_a_live_source_without_a_plausible_rate_assumes_25_and_warns(caplog):
+    from sepsiscope.apply.sources import _live_rate
+
+    with caplog.at_level(logging.WARNING, logger="sepsiscope.apply.sources"):
+        assert _live_rate("0", None, 90000) == 25.0
+        assert _live_rate("0", None, 0.0) == 25.0
+    assert caplog.text.count("assuming 25 fps; pass --fps") == 2
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sepsiscope.apply.sources"):
+        assert _live_rate("0", 50.0, 90000) == 50.0
+        assert _live_rate("rtsp://cam", None, Fraction(30000, 1001)) == pytest.approx(29.97, 1e-3)
+    assert not caplog.text
+
+
+def test_unpadded_frame_numbers_are_read_in_numeric_order(tmp_path):
+    import cv2
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(1, 13):  # Frame1.PNG ... Frame12.PNG; each frame's grey level is its number
+        cv2.imwrite(str(folder / f"Frame{i}.PNG"), np.full((8, 10), 10 * i, np.uint8))
+    (folder / "notes.txt").write_text("not a frame")
+    (folder / "._Frame1.PNG").write_bytes(b"\x00\x05\x16\x07")  # macOS resource file
+    (folder / "sub.png").mkdir()  # a folder named like an image is not a frame
+    names = [p.name for p in image_files(folder)]
+    assert names == [f"Frame{i}.PNG" for i in range(1, 13)]
+    levels = read_frames(folder)[:, 0, 0].tolist()
+    assert levels == [10 * i for i in range(1, 13)]
+    assert probe_video(folder).n_frames == 12
+
+
+@given(st.lists(st.integers(0, 10**6), min_size=1, max_size=30, unique=True))
+def test_natural_key_orders_numbered_names_by_their_number(numbers):
+    names = [f"img_{n}.tif" for n in numbers]
+    assert sorted(names, key=natural_key) == [f"img_{n}.tif" for n in sorted(numbers)]
+    assert natural_key("IMG_2.TIF") == natural_key("img_2.tif")
+
+
+def test_a_stray_image_beside_folders_of_frames_is_not_a_video(tmp_path):
+    from sepsiscope.data.video import videos_in_folder
+
+    frames = np.zeros((5, 16, 16), np.uint8)
+    write_video(tmp_path / "p1", frames, 25.0)
+    write_video(tmp_path / "p2", frames, 25.0)
+    cv2.imwrite(str(tmp_path / "overview.jpg"), frames[0])
+    videos, skipped = videos_in_folder(tmp_path)
+    assert videos == [tmp_path / "p1", tmp_path / "p2"] and skipped == [tmp_path / "overview.jpg"]
+    for i in range(10):  # ten or more loose images are a video of their own
+        cv2.imwrite(str(tmp_path / f"f{i}.png"), frames[0])
+    assert videos_in_folder(tmp_path)[0] == [tmp_path]
