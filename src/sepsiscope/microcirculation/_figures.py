@@ -11,20 +11,26 @@ import numpy as np
 from sepsiscope._io import atomic_path, save_png
 from sepsiscope.microcirculation import Analysis
 
-# Okabe-Ito colours (colour-blind safe), BGR for OpenCV: continuous blue, sluggish bluish
-# green, intermittent orange, none vermillion
+# Okabe-Ito colours (Wong 2011, Nat Methods 8:441; told apart with every common colour-vision
+# deficiency), the light ones chosen so that a line stays visible on a dark vessel: continuous sky
+# blue, sluggish yellow, intermittent orange, none reddish purple (vermillion is too close to the
+# orange in lightness). BGR for OpenCV. Every line has a black outline, which separates it from
+# light tissue and from its neighbours.
 CATEGORY_BGR = {
-    "continuous": (178, 114, 0),
-    "sluggish": (115, 158, 0),
+    "continuous": (233, 180, 86),
+    "sluggish": (66, 228, 240),
     "intermittent": (0, 159, 230),
-    "none": (0, 94, 213),
+    "none": (167, 121, 204),
 }
+OUTLINE_BGR = (0, 0, 0)
 
 
 def save_overlay(path: str | os.PathLike, analysis: Analysis) -> Path:
     """The registered mean image with every centreline coloured by its flow category (PNG).
 
-    Small vessels are drawn 1 px wide, large ones 2 px; a legend sits in the top-left corner.
+    At the video's own resolution (tiny videos are enlarged to at least 480 px); small vessels
+    are drawn 1 px wide, large ones 2 px, each over a black outline 2 px wider. A legend in the
+    top-left corner names each category with its count of segments.
     """
     image = analysis.mean_image
     low, high = np.percentile(image, (1, 99))
@@ -32,20 +38,36 @@ def save_overlay(path: str | os.PathLike, analysis: Analysis) -> Path:
     scale = max(1, int(np.ceil(480 / max(grey.shape))))  # tiny test videos drawn legibly
     grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
     canvas = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    lines = []
     for segment, flow in zip(analysis.segments, analysis.flows, strict=True):
         points = np.rint(segment.path_px[:, ::-1] * scale + (scale - 1) / 2).astype(np.int32)
-        thickness = 1 if segment.small else 2
-        cv2.polylines(canvas, [points], False, CATEGORY_BGR[flow.category], thickness * scale)
-    for i, (name, colour) in enumerate(CATEGORY_BGR.items()):
-        y = 14 + 16 * i
-        cv2.rectangle(canvas, (4, y - 10), (14, y), colour, -1)
-        cv2.putText(canvas, name, (18, y), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)
+        lines.append((points, (1 if segment.small else 2) * scale, flow.category))
+    for points, thickness, _ in lines:  # all outlines first, so none covers a coloured line
+        cv2.polylines(canvas, [points], False, OUTLINE_BGR, thickness + 2, cv2.LINE_AA)
+    for points, thickness, category in lines:
+        cv2.polylines(canvas, [points], False, CATEGORY_BGR[category], thickness, cv2.LINE_AA)
+    counts = {name: 0 for name in CATEGORY_BGR}
+    for flow in analysis.flows:
+        counts[flow.category] += 1
+    _legend(canvas, counts)
     with atomic_path(path) as tmp:
         ok, data = cv2.imencode(".png", canvas)
         if not ok:
             raise OSError(f"cannot encode {path}")
         tmp.write_bytes(data.tobytes())
     return Path(path)
+
+
+def _legend(canvas: np.ndarray, counts: dict[str, int]) -> None:
+    """Category swatches with their segment counts on a dark box in the top-left corner."""
+    font, size = cv2.FONT_HERSHEY_SIMPLEX, 0.4
+    labels = [f"{name} ({counts[name]})" for name in CATEGORY_BGR]
+    width = max(cv2.getTextSize(label, font, size, 1)[0][0] for label in labels) + 26
+    cv2.rectangle(canvas, (0, 0), (width, 8 + 16 * len(labels)), (40, 40, 40), -1)
+    for i, (label, colour) in enumerate(zip(labels, CATEGORY_BGR.values(), strict=True)):
+        y = 18 + 16 * i
+        cv2.rectangle(canvas, (4, y - 10), (14, y), colour, -1)
+        cv2.putText(canvas, label, (18, y), font, size, (255, 255, 255), 1, cv2.LINE_AA)
 
 
 def pick_kymographs(analysis: Analysis, count: int) -> list[int]:
