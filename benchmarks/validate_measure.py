@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from sepsiscope.layout import CohortLayout, MeasurementLayout
+from sepsiscope.microcirculation.agreement import agreement
 from sepsiscope.microcirculation.measure import MeasureSettings, measure
 from sepsiscope.simulate import SimulateSettings, simulate_cohort
 
@@ -239,6 +240,60 @@ def error_table(joined: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def agreement_table(joined: pd.DataFrame) -> pd.DataFrame:
+    """Per metric and camera: Bland-Altman bias and 95 % limits (absolute and in % of the pair's
+    mean), ICC(2,1) and Lin's CCC with their 95 % intervals, measured against truth."""
+    ok = joined[joined["status"] == "ok"]
+    rows = []
+    for camera, group in [("all", ok), *ok.groupby("camera")]:
+        for metric in (*RELATIVE[:2], "pvd_mm_per_mm2", *ABSOLUTE, RELATIVE[2]):
+            if f"{metric}_true" not in group:
+                continue
+            record = agreement(group[metric].to_numpy(), group[f"{metric}_true"].to_numpy())
+            rows.append({
+                "camera": camera, "metric": metric, "n": record["n"],
+                "bias": record["bias"], "loa": f"[{record['lower']:.2f}, {record['upper']:.2f}]",
+                "bias_%": record["bias_percent"],
+                "loa_%": f"[{record['lower_percent']:.1f}, {record['upper_percent']:.1f}]",
+                "icc": _with_interval(record, "icc"), "ccc": _with_interval(record, "ccc"),
+            })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _with_interval(record: dict, name: str) -> str:
+    return f"{record[name]:.2f} [{record[f'{name}_lower']:.2f}, {record[f'{name}_upper']:.2f}]"
+
+
+def likely_cause(row: pd.Series, dense_tvd: float) -> str:
+    """The likely reasons a video measured badly, from measure's own diagnostics and the truth
+    (``dense_tvd``: the true TVD above which a field counts as crowded)."""
+    causes = []
+    if "faint_vessels" in str(row.get("warnings", "")):
+        causes.append("faint vessels (low contrast to texture)")
+    if row.get("motion_unplaced_fraction", 0) > 0.1 or row.get("motion_max_shift_um", 0) > 40:
+        causes.append("motion")
+    if row.get("quality_focus", 1) < 0.02:
+        causes.append("focus")
+    if row.get("blurred_length_percent", 0) > 30:
+        causes.append("fast-flow blur read as flow")
+    if row.get("tvd_mm_per_mm2_true", 0) > dense_tvd:
+        causes.append("crowding (true TVD in the cohort's top quarter)")
+    return "; ".join(causes) or "none flagged"
+
+
+def worst_videos(joined: pd.DataFrame, metric: str, count: int = 10) -> pd.DataFrame:
+    """The ``count`` videos with the largest |error| of ``metric``, with their likely cause."""
+    ok = joined[(joined["status"] == "ok") & joined[metric].notna()].copy()
+    truth = ok[f"{metric}_true"]
+    relative = metric in RELATIVE or metric in SEEN or metric == "pvd_mm_per_mm2"
+    ok["error"] = 100 * (ok[metric] - truth) / truth if relative else ok[metric] - truth
+    ok = ok.reindex(ok["error"].abs().sort_values(ascending=False).index).head(count)
+    dense = float(joined["tvd_mm_per_mm2_true"].quantile(0.75))
+    ok["cause"] = [likely_cause(row, dense) for _, row in ok.iterrows()]
+    columns = ["video_id", "camera", metric, f"{metric}_true", "error", "cause"]
+    return ok[[c for c in columns if c in ok]]
+
+
 def bland_altman(joined: pd.DataFrame, path: Path) -> None:
     import matplotlib
 
@@ -310,6 +365,13 @@ def main() -> None:
           f"{args.seconds:g} s, both cameras, seed {args.seed}); {platform.node()}, "
           f"{os.cpu_count()} CPUs\n")  # fmt: skip
     print(markdown(table))
+    print("\nAgreement with truth (Bland-Altman bias and 95 % limits; ICC(2,1) and Lin's CCC "
+          "with 95 % intervals)\n")  # fmt: skip
+    print(markdown(agreement_table(joined)))
+    for metric in (RELATIVE[0], RELATIVE[1], "ppv_percent", "mfi", RELATIVE[2]):
+        unit = "%" if metric in RELATIVE else ("points" if metric == "ppv_percent" else "")
+        print(f"\nTen worst videos by {metric} (error in {unit or 'units'})\n")
+        print(markdown(worst_videos(joined, metric)))
     matched = match_vessels(cohort, measured)
     print(
         f"\nPer-vessel velocity: {len(matched)} measured segments matched to true vessels; "

@@ -1,0 +1,30 @@
+"""benchmarks/validate_measure.py runs on a tiny cohort and reports agreement as the field does."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "validate_measure.py"
+
+
+@pytest.mark.slow
+def test_validation_prints_agreement_and_worst_videos(tmp_path):
+    png = tmp_path / "ba.png"
+    args = ["--patients", "3", "--videos-per-patient", "1", "--seconds", "1.5", "--workers", "1"]
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), *args, "--work", str(tmp_path / "w"), "--png", str(png)],
+        capture_output=True, text=True, check=True, timeout=300,
+    ).stdout  # fmt: skip
+    assert "Validation on 3 simulated videos" in out
+    agreement = out.split("Agreement with truth")[1].split("Ten worst")[0]
+    rows = [line for line in agreement.splitlines() if line.startswith("| all |")]
+    metrics = {row.split("|")[2].strip() for row in rows}
+    assert {"tvd_mm_per_mm2", "pvd_mm_per_mm2", "ppv_percent", "mfi"} <= metrics
+    header = next(line for line in agreement.splitlines() if line.startswith("| camera"))
+    assert all(name in header for name in ("bias", "loa", "bias_%", "icc", "ccc"))
+    assert out.count("Ten worst videos by") == 5 and "cause" in out
+    assert png.stat().st_size > 10_000
