@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
 from typer.testing import CliRunner
@@ -77,3 +78,16 @@ def test_json_output_on_an_input_error_is_json(tmp_path):
     assert result.exit_code == 2 and "no such video or manifest" in result.stderr
     payload = json.loads(result.stdout)
     assert payload["exit_code"] == 2 and "no such video or manifest" in payload["error"]
+
+
+SHARED_FLAGS = ("--out", "--store", "--seed", "--overwrite", "--fps", "--um-per-px", "--workers")
+
+
+def test_shared_options_are_declared_once_in_common():
+    cli = Path(__file__).parents[1] / "src" / "sepsiscope" / "cli"
+    for path in cli.glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        for flag in SHARED_FLAGS:
+            declared = text.count(f'typer.Option("{flag}"')
+            expected = 1 if path.name == "_common.py" else 0
+            assert declared == expected, f"{path.name} declares {flag} {declared} times"

@@ -59,9 +59,46 @@ QuietFlag = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="YAML file of settings (flags override it).")
 ]
-RunStoreOption = Annotated[
-    Path | None, typer.Option("--store", help="Frame store (default: the run's own).")
-]
+
+
+# The options many verbs share, each declared once. A verb passes the help text that says what
+# the option means for it (its default in brackets); the flag itself is spelled only here.
+def out_option(help: str) -> Any:
+    """``--out``: the folder (or file) a verb writes."""
+    return typer.Option("--out", help=help)
+
+
+def store_option(help: str = "Frame store (default: the run's own).") -> Any:
+    """``--store``: a frame store written by ``sepsiscope ingest``."""
+    return typer.Option("--store", help=help)
+
+
+def seed_option(help: str = "Random seed [0].") -> Any:
+    """``--seed``: the seed of a stage's randomness."""
+    return typer.Option("--seed", help=help)
+
+
+def overwrite_flag(help: str) -> Any:
+    """``--overwrite``: start again instead of resuming or refusing."""
+    return typer.Option("--overwrite", help=help)
+
+
+def fps_option(help: str = "Frame rate, frames/s (overrides manifest/container).") -> Any:
+    """``--fps``: the frame rate of the input."""
+    return typer.Option("--fps", help=help)
+
+
+def um_per_px_option(help: str = "Pixel size, µm (overrides manifest).") -> Any:
+    """``--um-per-px``: the scale of the input, µm per pixel."""
+    return typer.Option("--um-per-px", help=help)
+
+
+def workers_option(help: str = "Parallel videos [1].") -> Any:
+    """``--workers``: parallel processes."""
+    return typer.Option("--workers", help=help)
+
+
+RunStoreOption = Annotated[Path | None, store_option()]
 
 
 def run_stage(fn: Callable[[], dict[str, Any]], *, as_json: bool, summary: Callable[[dict], str]):

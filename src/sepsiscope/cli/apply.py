@@ -13,7 +13,12 @@ from sepsiscope.cli._common import (
     QuietFlag,
     RunStoreOption,
     app,
+    fps_option,
+    out_option,
+    overwrite_flag,
     run_stage,
+    store_option,
+    um_per_px_option,
 )
 
 
@@ -37,9 +42,7 @@ def predict_cmd(
         Path | None,
         typer.Option("--annotate", help="Write an annotated .mp4 (a folder for many videos)."),
     ] = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Output folder (default RUN/predictions).")
-    ] = None,
+    out: Annotated[Path | None, out_option("Output folder (default RUN/predictions).")] = None,
     realtime: Annotated[
         bool | None,
         typer.Option("--realtime", help="Replay a file at its frame rate, as a live camera."),
@@ -51,12 +54,10 @@ def predict_cmd(
         float | None,
         typer.Option("--rate", help="Samples per second (default: the run's ingest rate)."),
     ] = None,
-    fps: Annotated[
-        float | None, typer.Option("--fps", help="Frame rate (overrides manifest/container).")
-    ] = None,
+    fps: Annotated[float | None, fps_option("Frame rate (overrides manifest/container).")] = None,
     um_per_px: Annotated[
         float | None,
-        typer.Option("--um-per-px", help="Scale of the input (runs ingested with --field-um)."),
+        um_per_px_option("Scale of the input (runs ingested with --field-um)."),
     ] = None,
     threshold: Annotated[
         float | None,
@@ -107,16 +108,12 @@ def explain_cmd(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(
-            "--out", help="Output folder (default RUN/explanations; a VIDEO's: .../videos/NAME)."
-        ),
+        out_option("Output folder (default RUN/explanations; a VIDEO's: .../videos/NAME)."),
     ] = None,
-    fps: Annotated[
-        float | None, typer.Option("--fps", help="Frame rate of VIDEO (overrides its own).")
-    ] = None,
+    fps: Annotated[float | None, fps_option("Frame rate of VIDEO (overrides its own).")] = None,
     um_per_px: Annotated[
         float | None,
-        typer.Option("--um-per-px", help="Scale of a VIDEO (runs ingested with --field-um)."),
+        um_per_px_option("Scale of a VIDEO (runs ingested with --field-um)."),
     ] = None,
     quiet: QuietFlag = False,
     as_json: JsonFlag = False,
@@ -147,7 +144,7 @@ def export_cmd(
     run: Annotated[Path, typer.Argument(help="Run folder with a trained classifier.")],
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="The .onnx file (default RUN/classifier/model.onnx)."),
+        out_option("The .onnx file (default RUN/classifier/model.onnx)."),
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -168,15 +165,13 @@ def export_cmd(
 def report_cmd(
     run: Annotated[Path, typer.Argument(help="Run folder (sepsiscope train --out RUN).")],
     store: Annotated[
-        Path | None, typer.Option("--store", help="Frame store (default: found from the run).")
+        Path | None, store_option("Frame store (default: found from the run).")
     ] = None,
     measurements: Annotated[
         Path | None,
         typer.Option("--measurements", help="sepsiscope measure output (RUN/measurements)."),
     ] = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="HTML file to write (default RUN/report.html).")
-    ] = None,
+    out: Annotated[Path | None, out_option("HTML file to write (default RUN/report.html).")] = None,
     config: ConfigOption = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -197,15 +192,11 @@ def report_cmd(
 
 @app.command("demo")
 def demo_cmd(
-    out: Annotated[Path, typer.Option("--out", help="Folder of the demo.")] = Path(
-        "sepsiscope-demo"
-    ),
+    out: Annotated[Path, out_option("Folder of the demo.")] = Path("sepsiscope-demo"),
     tiny: Annotated[
         bool, typer.Option("--tiny", help="About a minute: tiny videos, one epoch (a smoke test).")
     ] = False,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Start an earlier demo folder again.")
-    ] = False,
+    overwrite: Annotated[bool, overwrite_flag("Start an earlier demo folder again.")] = False,
     quiet: QuietFlag = False,
     as_json: JsonFlag = False,
 ) -> None:

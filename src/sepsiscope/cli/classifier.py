@@ -13,14 +13,18 @@ from sepsiscope.cli._common import (
     QuietFlag,
     RunStoreOption,
     app,
+    out_option,
+    overwrite_flag,
     run_stage,
+    seed_option,
+    store_option,
 )
 
 
 @app.command("train")
 def train_cmd(
-    store: Annotated[Path, typer.Option("--store", help="Frame store (sepsiscope ingest).")],
-    out: Annotated[Path, typer.Option("--out", help="Run folder to write (RUN/classifier/).")],
+    store: Annotated[Path, store_option("Frame store (sepsiscope ingest).")],
+    out: Annotated[Path, out_option("Run folder to write (RUN/classifier/).")],
     epochs: Annotated[int | None, typer.Option("--epochs", help="Maximum epochs [30].")] = None,
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", help="Frames per step [32].")
@@ -33,7 +37,7 @@ def train_cmd(
         Path | None, typer.Option("--init", help="ImageNet ResNet18 state dict for the trunk.")
     ] = None,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="No augmentation.")] = False,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed of everything [0].")] = None,
+    seed: Annotated[int | None, seed_option("Seed of everything [0].")] = None,
     precision: Annotated[
         str | None, typer.Option("--precision", help="auto, fp32 or bf16 [auto].")
     ] = None,
@@ -54,9 +58,7 @@ def train_cmd(
         str | None, typer.Option("--split-by", help="patient, or frame (LEAKY, for study).")
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from last.ckpt.")] = False,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Discard an earlier run in --out.")
-    ] = False,
+    overwrite: Annotated[bool, overwrite_flag("Discard an earlier run in --out.")] = False,
     config: ConfigOption = None,
     quiet: QuietFlag = False,
     as_json: JsonFlag = False,
@@ -131,8 +133,8 @@ def evaluate_cmd(
 
 @app.command("crossval")
 def crossval_cmd(
-    store: Annotated[Path, typer.Option("--store", help="Frame store with folds (ingest).")],
-    out: Annotated[Path, typer.Option("--out", help="Run folder to write (folds/, crossval/).")],
+    store: Annotated[Path, store_option("Frame store with folds (ingest).")],
+    out: Annotated[Path, out_option("Run folder to write (folds/, crossval/).")],
     folds: Annotated[
         int | None, typer.Option("--folds", help="Number of folds; must match the store's.")
     ] = None,
@@ -140,9 +142,7 @@ def crossval_cmd(
     bootstrap: Annotated[
         int | None, typer.Option("--bootstrap", help="Patient resamples for intervals [200].")
     ] = None,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Retrain folds that are already done.")
-    ] = False,
+    overwrite: Annotated[bool, overwrite_flag("Retrain folds that are already done.")] = False,
     config: ConfigOption = None,
     quiet: QuietFlag = False,
     as_json: JsonFlag = False,

@@ -7,12 +7,23 @@ from typing import Annotated, Any
 
 import typer
 
-from sepsiscope.cli._common import ConfigOption, JsonFlag, QuietFlag, app, run_stage
+from sepsiscope.cli._common import (
+    ConfigOption,
+    JsonFlag,
+    QuietFlag,
+    app,
+    out_option,
+    overwrite_flag,
+    run_stage,
+    seed_option,
+    store_option,
+    workers_option,
+)
 
 
 @app.command("simulate")
 def simulate_cmd(
-    out: Annotated[Path, typer.Option("--out", help="Folder of the cohort to write.")],
+    out: Annotated[Path, out_option("Folder of the cohort to write.")],
     patients: Annotated[int | None, typer.Option("--patients", help="Patients [24].")] = None,
     videos_per_patient: Annotated[
         int | None, typer.Option("--videos-per-patient", help="Videos (sites) per patient [3].")
@@ -22,16 +33,14 @@ def simulate_cmd(
         str | None,
         typer.Option("--camera", help="microscan, cytocam or mixed (default: microscan)."),
     ] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Random seed [0].")] = None,
+    seed: Annotated[int | None, seed_option()] = None,
     width: Annotated[
         int | None, typer.Option("--width", help="Override the frame width, px (tests).")
     ] = None,
     height: Annotated[
         int | None, typer.Option("--height", help="Override the frame height, px (tests).")
     ] = None,
-    workers: Annotated[
-        int | None, typer.Option("--workers", help="Parallel processes [CPU count, max 4].")
-    ] = None,
+    workers: Annotated[int | None, workers_option("Parallel processes [CPU count, max 4].")] = None,
     config: ConfigOption = None,
     quiet: QuietFlag = False,
     as_json: JsonFlag = False,
@@ -61,7 +70,7 @@ def simulate_cmd(
 @app.command("ingest")
 def ingest_cmd(
     manifest: Annotated[Path, typer.Argument(help="Manifest CSV or Parquet (docs/manifest.md).")],
-    store: Annotated[Path, typer.Option("--store", help="Frame store folder to write.")],
+    store: Annotated[Path, store_option("Frame store folder to write.")],
     every: Annotated[
         int | None, typer.Option("--every", help="Sample every N-th frame (instead of --rate).")
     ] = None,
@@ -86,10 +95,10 @@ def ingest_cmd(
     val: Annotated[float | None, typer.Option("--val", help="Validation fraction [0.2].")] = None,
     test: Annotated[float | None, typer.Option("--test", help="Test fraction [0.2].")] = None,
     folds: Annotated[int | None, typer.Option("--folds", help="Folds, 0 for none [5].")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Split seed [0].")] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="Parallel videos [1].")] = None,
+    seed: Annotated[int | None, seed_option("Split seed [0].")] = None,
+    workers: Annotated[int | None, workers_option()] = None,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Start the store again instead of resuming.")
+        bool, overwrite_flag("Start the store again instead of resuming.")
     ] = False,
     config: ConfigOption = None,
     quiet: QuietFlag = False,

@@ -7,7 +7,17 @@ from typing import Annotated, Any
 
 import typer
 
-from sepsiscope.cli._common import ConfigOption, JsonFlag, QuietFlag, app, run_stage
+from sepsiscope.cli._common import (
+    ConfigOption,
+    JsonFlag,
+    QuietFlag,
+    app,
+    fps_option,
+    out_option,
+    run_stage,
+    um_per_px_option,
+    workers_option,
+)
 
 
 @app.command("measure")
@@ -16,17 +26,15 @@ def measure_cmd(
         Path,
         typer.Argument(help="A video (file or frame folder), a folder of videos, or a manifest."),
     ],
-    out: Annotated[Path, typer.Option("--out", help="Folder for tables and figures.")],
+    out: Annotated[Path, out_option("Folder for tables and figures.")],
     um_per_px: Annotated[
-        float | None, typer.Option("--um-per-px", help="Pixel size, µm (overrides manifest).")
+        float | None, um_per_px_option()
     ] = None,
-    fps: Annotated[
-        float | None, typer.Option("--fps", help="Frame rate (overrides manifest/container).")
-    ] = None,
+    fps: Annotated[float | None, fps_option("Frame rate (overrides manifest/container).")] = None,
     camera: Annotated[
         str | None, typer.Option("--camera", help="Known camera for µm/px (microscan, cytocam).")
     ] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="Parallel videos [1].")] = None,
+    workers: Annotated[int | None, workers_option()] = None,
     config: ConfigOption = None,
     quiet: QuietFlag = False,
     as_json: JsonFlag = False,

@@ -13,7 +13,10 @@ from sepsiscope.cli._common import (
     QuietFlag,
     RunStoreOption,
     app,
+    out_option,
     run_stage,
+    seed_option,
+    store_option,
 )
 
 
@@ -30,7 +33,7 @@ def embed_cmd(
     place: Annotated[
         str | None, typer.Option("--place", help="Also place this split's frames into the map.")
     ] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="t-SNE seed [0].")] = None,
+    seed: Annotated[int | None, seed_option("t-SNE seed [0].")] = None,
     store: RunStoreOption = None,
     config: ConfigOption = None,
     quiet: QuietFlag = False,
@@ -61,8 +64,8 @@ def embed_cmd(
 
 @app.command("autoencode")
 def autoencode_cmd(
-    store: Annotated[Path, typer.Option("--store", help="Frame store to learn from.")],
-    out: Annotated[Path, typer.Option("--out", help="Run folder (writes RUN/autoencoder/).")],
+    store: Annotated[Path, store_option("Frame store to learn from.")],
+    out: Annotated[Path, out_option("Run folder (writes RUN/autoencoder/).")],
     bottleneck: Annotated[
         str | None,
         typer.Option(
