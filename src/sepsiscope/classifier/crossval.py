@@ -64,21 +64,8 @@ def crossval(
     --------
     >>> crossval("store", "cv", CrossvalSettings(train={"epochs": 2}))  # doctest: +SKIP
     """
-    from sepsiscope.classifier.train import TrainSettings, train
-
     store = FrameStore(store_dir)
-    fold_lists = store.splits.get("folds") or []
-    if len(fold_lists) < 2:
-        raise InputError(
-            f"{store.layout.splits}: the store holds no folds; ingest again with --folds K (K >= 2)"
-        )
-    if settings.folds is not None and settings.folds != len(fold_lists):
-        raise InputError(
-            f"the store holds {len(fold_lists)} folds, not {settings.folds}: ingest again with "
-            f"--folds {settings.folds}, or leave --folds out"
-        )
-    if settings.evaluate.split != "test":
-        raise InputError("cross-validation judges each fold on its held-out (test) patients")
+    fold_lists = _check_folds(store, settings)
     layout = RunLayout(run_dir)
     layout.crossval.mkdir(parents=True, exist_ok=True)
     settings.save(layout.crossval_settings)
@@ -87,20 +74,7 @@ def crossval(
     per_fold, baselines, oof = [], [], []
     for i in range(len(fold_lists)):
         fold = layout.fold(i)
-        if settings.overwrite or not fold.model.exists():
-            log.info("fold %d/%d: training", i + 1, len(fold_lists))
-            train(store_dir, fold.root, TrainSettings.build(**{**settings.train, "fold": i}),
-                  quiet=quiet)  # fmt: skip
-        if settings.overwrite or not fold.evaluation_metrics.exists():
-            # A fold's test part is small by design ("use crossval" would be advice in a loop);
-            # its notes stay in the fold's metrics.json, the pooled figures are what to read.
-            evaluate_log = logging.getLogger("sepsiscope.classifier.evaluate")
-            level = evaluate_log.level
-            evaluate_log.setLevel(logging.ERROR)
-            try:
-                evaluate(fold.root, judge_settings, quiet=quiet)
-            finally:
-                evaluate_log.setLevel(level)
+        _run_fold(store_dir, fold, i, len(fold_lists), settings, judge_settings, quiet=quiet)
         document = read_json(fold.evaluation_metrics)
         held_out = set(map(str, fold_lists[i]))
         frames = pd.read_parquet(fold.evaluation_frames)
@@ -116,20 +90,7 @@ def crossval(
             baselines.append({level: document["baseline"][level] for level in M.LEVELS})
 
     oof_frames = pd.concat(oof, ignore_index=True)
-    cuts = oof_frames.groupby("patient_id")["threshold"].first().to_dict()
-    pooled, tables = M.evaluate_levels(
-        oof_frames[[*M.PREDICTION_COLUMNS, "split"]],
-        threshold=cuts,
-        n_bootstrap=settings.evaluate.n_bootstrap,
-        seed=settings.evaluate.seed,
-        video_rule=settings.evaluate.video_rule,
-        frame_threshold=settings.evaluate.frame_threshold,
-        confidence=settings.evaluate.confidence,
-    )
-    fold_of = oof_frames.groupby("patient_id")["fold"].first()
-    for level in ("video", "patient"):
-        tables[level]["fold"] = tables[level]["patient_id"].map(fold_of).to_numpy()
-        tables[level]["threshold"] = tables[level]["patient_id"].map(cuts).to_numpy()
+    pooled, tables = _pool(oof_frames, settings.evaluate)
     missing = sorted(set(map(str, sum(fold_lists, []))) - set(tables["patient"]["patient_id"]))
     summary = M.summarise_folds(per_fold)
     document = {
@@ -165,3 +126,71 @@ def crossval(
             document["baseline_folds"]["patient"]["auc"]["mean"] if baselines else None
         ),
     }
+
+
+def _check_folds(store: FrameStore, settings: CrossvalSettings) -> list[list[str]]:
+    """The store's folds; InputError when there are none, too few, or not as many as asked."""
+    fold_lists = store.splits.get("folds") or []
+    if len(fold_lists) < 2:
+        raise InputError(
+            f"{store.layout.splits}: the store holds no folds; ingest again with --folds K (K >= 2)"
+        )
+    if settings.folds is not None and settings.folds != len(fold_lists):
+        raise InputError(
+            f"the store holds {len(fold_lists)} folds, not {settings.folds}: ingest again with "
+            f"--folds {settings.folds}, or leave --folds out"
+        )
+    if settings.evaluate.split != "test":
+        raise InputError("cross-validation judges each fold on its held-out (test) patients")
+    return fold_lists
+
+
+def _run_fold(
+    store_dir: str | os.PathLike,
+    fold: RunLayout,
+    i: int,
+    n_folds: int,
+    settings: CrossvalSettings,
+    judge_settings: EvaluateSettings,
+    *,
+    quiet: bool,
+) -> None:
+    """Train fold ``i`` and judge it on its held-out patients, unless already done."""
+    from sepsiscope.classifier.train import TrainSettings, train
+
+    if settings.overwrite or not fold.model.exists():
+        log.info("fold %d/%d: training", i + 1, n_folds)
+        train(store_dir, fold.root, TrainSettings.build(**{**settings.train, "fold": i}),
+              quiet=quiet)  # fmt: skip
+    if settings.overwrite or not fold.evaluation_metrics.exists():
+        # A fold's test part is small by design ("use crossval" would be advice in a loop);
+        # its notes stay in the fold's metrics.json, the pooled figures are what to read.
+        evaluate_log = logging.getLogger("sepsiscope.classifier.evaluate")
+        level = evaluate_log.level
+        evaluate_log.setLevel(logging.ERROR)
+        try:
+            evaluate(fold.root, judge_settings, quiet=quiet)
+        finally:
+            evaluate_log.setLevel(level)
+
+
+def _pool(
+    oof_frames: pd.DataFrame, settings: EvaluateSettings
+) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+    """Figures of the pooled out-of-fold predictions, each patient called at its own fold's
+    threshold; the video and patient tables carry the fold and threshold."""
+    cuts = oof_frames.groupby("patient_id")["threshold"].first().to_dict()
+    pooled, tables = M.evaluate_levels(
+        oof_frames[[*M.PREDICTION_COLUMNS, "split"]],
+        threshold=cuts,
+        n_bootstrap=settings.n_bootstrap,
+        seed=settings.seed,
+        video_rule=settings.video_rule,
+        frame_threshold=settings.frame_threshold,
+        confidence=settings.confidence,
+    )
+    fold_of = oof_frames.groupby("patient_id")["fold"].first()
+    for level in ("video", "patient"):
+        tables[level]["fold"] = tables[level]["patient_id"].map(fold_of).to_numpy()
+        tables[level]["threshold"] = tables[level]["patient_id"].map(cuts).to_numpy()
+    return pooled, tables

@@ -183,19 +183,8 @@ def evaluate(
         )
     )
     result, chosen, level_tables = judge(eval_frames, val_frames, settings)
-    notes = []
-    if settings.split == "val":
-        notes.append("threshold chosen on the evaluated (validation) split: optimistic")
-    if split_by != "patient":
-        notes.append(
-            "LEAKAGE: the run was split by frame, so the same patients are in training and "
-            "evaluation; frame figures are inflated and patient figures are meaningless"
-        )
-    small = small_split_note(eval_frames, settings.split)
-    if small:
-        notes.append(small)
-    baseline = None
-    baseline_tables = None
+    notes = _notes(eval_frames, settings, split_by)
+    baseline, baseline_tables = None, None
     if settings.baseline:
         baseline, baseline_tables = _baseline(store, tables, settings, quiet=quiet)
     if baseline_tables is not None:
@@ -211,8 +200,43 @@ def evaluate(
             frame_threshold=settings.frame_threshold,
             confidence=settings.confidence,
         )
+    figures = _write_outputs(
+        layout, settings, result, chosen, level_tables, baseline, baseline_tables, notes, split_by
+    )
+    for text in notes:
+        log.warning(text)
+    return _summary(layout, settings, result, chosen, baseline, figures, notes)
 
-    ev = layout.evaluation
+
+def _notes(eval_frames: pd.DataFrame, settings: EvaluateSettings, split_by: str) -> list[str]:
+    """What a reader must know before trusting the figures (optimism, leakage, small splits)."""
+    notes = []
+    if settings.split == "val":
+        notes.append("threshold chosen on the evaluated (validation) split: optimistic")
+    if split_by != "patient":
+        notes.append(
+            "LEAKAGE: the run was split by frame, so the same patients are in training and "
+            "evaluation; frame figures are inflated and patient figures are meaningless"
+        )
+    small = small_split_note(eval_frames, settings.split)
+    if small:
+        notes.append(small)
+    return notes
+
+
+def _write_outputs(
+    layout: RunLayout,
+    settings: EvaluateSettings,
+    result: dict[str, Any],
+    chosen: dict[str, Any],
+    level_tables: dict[str, pd.DataFrame],
+    baseline: dict[str, Any] | None,
+    baseline_tables: dict[str, pd.DataFrame] | None,
+    notes: list[str],
+    split_by: str,
+) -> list[Path]:
+    """Write RUN/evaluation/ (settings, tables, figures, metrics.json) and the threshold; return
+    the figures' paths."""
     layout.evaluation.mkdir(parents=True, exist_ok=True)
     settings.save(layout.evaluation_settings)
     write_json(layout.threshold, {**chosen, **provenance()})
@@ -220,29 +244,17 @@ def evaluate(
     write_table(layout.evaluation_videos, level_tables["video"])
     write_table(layout.evaluation_patients, level_tables["patient"])
     note = "frame split, leaky" if split_by != "patient" else ""
+    split = settings.split
     figures = [
-        roc_figure(
-            level_tables,
-            result,
-            layout.roc_figure,
-            split=settings.split,
-            baseline=baseline_tables,
-            note=note,
-        ),  # fmt: skip
-        confusion_figure(
-            level_tables,
-            layout.confusion_figure,
-            threshold=chosen["threshold"],
-            split=settings.split,
-            note=note,
-        ),  # fmt: skip
-        reliability_figure(
-            level_tables, layout.reliability_figure, split=settings.split, note=note
-        ),  # fmt: skip
-    ]
+        roc_figure(level_tables, result, layout.roc_figure, split=split,
+                   baseline=baseline_tables, note=note),
+        confusion_figure(level_tables, layout.confusion_figure, threshold=chosen["threshold"],
+                         split=split, note=note),
+        reliability_figure(level_tables, layout.reliability_figure, split=split, note=note),
+    ]  # fmt: skip
     document = {
         **result,
-        "split": settings.split,
+        "split": split,
         "split_by": split_by,
         "threshold": chosen,
         "n": result["patient"]["n"]
@@ -253,9 +265,21 @@ def evaluate(
         **provenance(),
     }
     write_json(layout.evaluation_metrics, document)
-    for text in notes:
-        log.warning(text)
+    return figures
+
+
+def _summary(
+    layout: RunLayout,
+    settings: EvaluateSettings,
+    result: dict[str, Any],
+    chosen: dict[str, Any],
+    baseline: dict[str, Any] | None,
+    figures: list[Path],
+    notes: list[str],
+) -> dict[str, Any]:
+    """The JSON-able result of :func:`evaluate`: paths and the patient-level key figures."""
     patient = result["patient"]
+    compared = baseline is not None and "network_minus_baseline" in baseline
     return {
         "metrics": str(layout.evaluation_metrics),
         "tables": [
@@ -264,7 +288,7 @@ def evaluate(
             str(layout.evaluation_patients),
         ],  # fmt: skip
         "figures": [str(f) for f in figures],
-        "evaluation_dir": str(ev),
+        "evaluation_dir": str(layout.evaluation),
         "split": settings.split,
         "threshold": chosen["threshold"],
         "n_patients": patient["n"]["patients"],
@@ -272,13 +296,9 @@ def evaluate(
         "patient_accuracy": _short(patient["accuracy"]),
         "patient_sensitivity": _short(patient["sensitivity"]),
         "patient_specificity": _short(patient["specificity"]),
-        "baseline_patient_auc": (
-            _short(baseline["patient"]["auc"]) if baseline_tables is not None else None
-        ),
+        "baseline_patient_auc": _short(baseline["patient"]["auc"]) if compared else None,
         "network_minus_baseline_patient_auc": (
-            _short(baseline["network_minus_baseline"]["patient"]["auc"])
-            if baseline_tables is not None
-            else None
+            _short(baseline["network_minus_baseline"]["patient"]["auc"]) if compared else None
         ),
         "notes": notes,
     }

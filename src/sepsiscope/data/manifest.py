@@ -171,47 +171,17 @@ def read_manifest(
         raise InputError(f"manifest {path} lists no videos")
     table = table.reset_index(drop=True)
     problems: list[str] = []
-
-    def text(column: str) -> pd.Series:
-        if column not in table:
-            return pd.Series("", index=table.index, dtype=object)
-        values = table[column].astype(str).str.strip()
-        return values.where(~values.isin(("nan", "None", "<NA>")), "")
-
-    patient = text("patient_id")
-    video = text("video")
+    patient, video = _text(table, "patient_id"), _text(table, "video")
     for column, values in (("patient_id", patient), ("video", video)):
         if (values == "").any():
             rows = [f"row {i + 2}" for i in table.index[values == ""]]
             problems.append(f"empty {column}: {_listing(rows)}")
-
-    labels = table["label"].map(canonical_label)
-    if labels.isna().any():
-        rows = [f"row {i + 2} ({table['label'][i]!r})" for i in table.index[labels.isna()]]
-        problems.append(
-            f"unknown label: {_listing(rows)}; use septic or non-septic "
-            f"(accepted: {', '.join(LABEL_SYNONYMS)})"
-        )
-
-    folder = path.parent
-    absolute = [str((folder / Path(v).expanduser()).resolve()) if v else "" for v in video.tolist()]
-    absolute = pd.Series(absolute, index=table.index)
-    duplicated = absolute[(absolute != "") & absolute.duplicated(keep=False)]
-    if len(duplicated):
-        names = sorted({video[i] for i in duplicated.index})
-        problems.append(f"video listed more than once: {_listing(names)}")
-
-    per_patient = pd.DataFrame({"p": patient, "l": labels}).dropna().groupby("p")["l"].nunique()
-    mixed = sorted(per_patient.index[per_patient > 1])
-    if mixed:
-        problems.append(f"patient with two labels: {_listing(mixed)}")
-
-    um_per_px, um_bad = _number(table, "um_per_px", problems)
+    labels = _labels(table, patient, problems)
+    absolute = _video_paths(path.parent, video, problems)
     fps, _ = _number(table, "fps", problems)
-    camera = text("camera")
-    from_camera = pd.Series([camera_um_per_px(c) if c else None for c in camera], dtype=float)
-    um_per_px = um_per_px.fillna(from_camera)
-    no_scale = table.index[um_per_px.isna() & ~um_bad]
+    camera = _text(table, "camera")
+    given, bad = _number(table, "um_per_px", problems)
+    um_per_px, no_scale = _scales(given, bad, camera)
     if len(no_scale) and require_scale:
         rows = [f"row {i + 2} ({video[i] or '?'}, camera {camera[i] or 'not given'})" for i in
                 no_scale]  # fmt: skip
@@ -219,12 +189,10 @@ def read_manifest(
             f"no um_per_px: {_listing(rows)}; give um_per_px or a known camera "
             f"({', '.join(CAMERA_UM_PER_PX)})"
         )
-
     if require_files:
         lost = [video[i] for i in table.index if absolute[i] and not Path(absolute[i]).exists()]
         if lost:
-            problems.append(f"file not found (relative to {folder}): {_listing(lost)}")
-
+            problems.append(f"file not found (relative to {path.parent}): {_listing(lost)}")
     if problems:
         raise InputError(f"manifest {path}: " + "; ".join(problems))
     return pd.DataFrame(
@@ -233,9 +201,53 @@ def read_manifest(
             "video": absolute,
             "label": labels,
             "y": (labels == "septic").astype(np.int64),
-            "site": text("site"),
+            "site": _text(table, "site"),
             "um_per_px": um_per_px.astype(float),
             "fps": fps.astype(float),
             "camera": camera.str.lower(),
         }
     )
+
+
+def _text(table: pd.DataFrame, column: str) -> pd.Series:
+    """A column as stripped text, "" where missing (or the column absent)."""
+    if column not in table:
+        return pd.Series("", index=table.index, dtype=object)
+    values = table[column].astype(str).str.strip()
+    return values.where(~values.isin(("nan", "None", "<NA>")), "")
+
+
+def _labels(table: pd.DataFrame, patient: pd.Series, problems: list[str]) -> pd.Series:
+    """Canonical labels; unknown labels and patients with two labels go into ``problems``."""
+    labels = table["label"].map(canonical_label)
+    if labels.isna().any():
+        rows = [f"row {i + 2} ({table['label'][i]!r})" for i in table.index[labels.isna()]]
+        problems.append(
+            f"unknown label: {_listing(rows)}; use septic or non-septic "
+            f"(accepted: {', '.join(LABEL_SYNONYMS)})"
+        )
+    per_patient = pd.DataFrame({"p": patient, "l": labels}).dropna().groupby("p")["l"].nunique()
+    mixed = sorted(per_patient.index[per_patient > 1])
+    if mixed:
+        problems.append(f"patient with two labels: {_listing(mixed)}")
+    return labels
+
+
+def _video_paths(folder: Path, video: pd.Series, problems: list[str]) -> pd.Series:
+    """Absolute video paths (relative ones resolved against ``folder``); duplicates go into
+    ``problems``."""
+    absolute = [str((folder / Path(v).expanduser()).resolve()) if v else "" for v in video.tolist()]
+    absolute = pd.Series(absolute, index=video.index)
+    duplicated = absolute[(absolute != "") & absolute.duplicated(keep=False)]
+    if len(duplicated):
+        names = sorted({video[i] for i in duplicated.index})
+        problems.append(f"video listed more than once: {_listing(names)}")
+    return absolute
+
+
+def _scales(given: pd.Series, bad: pd.Series, camera: pd.Series) -> tuple[pd.Series, pd.Index]:
+    """µm/px of every row, given or from a known camera, and the rows that have neither (a
+    malformed given value is reported by :func:`_number`, not here)."""
+    from_camera = pd.Series([camera_um_per_px(c) if c else None for c in camera], dtype=float)
+    um_per_px = given.fillna(from_camera)
+    return um_per_px, given.index[um_per_px.isna() & ~bad]

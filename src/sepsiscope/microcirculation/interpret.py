@@ -200,39 +200,8 @@ def interpret(
     source = None
     if run_dir is not None:
         network, source = _network_patients(Path(run_dir))
-        joined = patients.merge(network, on="patient_id", how="inner")
-        per_class = np.bincount(joined["y"].to_numpy(int), minlength=2)
-        if len(joined) < 4 or per_class.min() < 2:
-            found = (
-                f"only {len(joined)} patients ({per_class[1]} septic, {per_class[0]} non-septic) "
-                f"are both measured and in {run_dir}'s {source} probabilities; the combined model "
-                "needs at least 2 of each class"
-            )
-            if source.startswith("evaluation"):
-                raise InputError(f"{found}. The evaluation holds only the test patients: "
-                                 f"{CROSSVAL_HINT}")  # fmt: skip
-            raise InputError(
-                f"{found}. Check that the measurements and the crossval run share patient_id "
-                "values (the same manifest)"
-            )
-        yj = joined["y"].to_numpy(int)
-        xj = joined[features].to_numpy(float)
-        logit = np.log(np.clip(joined["probability"], 1e-6, 1 - 1e-6))
-        logit -= np.log(np.clip(1 - joined["probability"], 1e-6, 1))
-        joined["p_metrics_same"] = cross_validated_probability(xj, yj, **kw)
-        joined["p_combined"] = cross_validated_probability(np.column_stack([xj, logit]), yj, **kw)
-        common = f"measured and in {source}"
-        models += [
-            {"model": "metrics (logistic regression)", "patients": common,
-             "n_patients": len(yj), "auc": _auc(yj, joined["p_metrics_same"])},
-            {"model": "network", "patients": common, "n_patients": len(yj),
-             "auc": _auc(yj, joined["probability"])},
-            {"model": "network + metrics", "patients": common, "n_patients": len(yj),
-             "auc": _auc(yj, joined["p_combined"])},
-        ]  # fmt: skip
-        patients = patients.merge(
-            joined[["patient_id", "probability", "p_combined"]], on="patient_id", how="left"
-        )
+        combined, patients = _combined_models(patients, network, source, features, kw, run_dir)
+        models += combined
     full = _model(settings.c, settings.seed).fit(x, y)
     coefficients = pd.DataFrame(
         {"metric": features, "log_odds_per_sd": full[-1].coef_[0]}
@@ -259,6 +228,52 @@ def interpret(
     }
     write_json(out.result, {**result, "settings": settings.model_dump(), **provenance()})
     return result
+
+
+def _combined_models(
+    patients: pd.DataFrame,
+    network: pd.DataFrame,
+    source: str,
+    features: list[str],
+    kw: dict[str, Any],
+    run_dir: str | os.PathLike,
+) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """The metrics model, the network and both, on the patients that have both; ``patients``
+    with the network's and the combined probabilities added."""
+    joined = patients.merge(network, on="patient_id", how="inner")
+    per_class = np.bincount(joined["y"].to_numpy(int), minlength=2)
+    if len(joined) < 4 or per_class.min() < 2:
+        found = (
+            f"only {len(joined)} patients ({per_class[1]} septic, {per_class[0]} non-septic) "
+            f"are both measured and in {run_dir}'s {source} probabilities; the combined model "
+            "needs at least 2 of each class"
+        )
+        if source.startswith("evaluation"):
+            raise InputError(f"{found}. The evaluation holds only the test patients: "
+                             f"{CROSSVAL_HINT}")  # fmt: skip
+        raise InputError(
+            f"{found}. Check that the measurements and the crossval run share patient_id "
+            "values (the same manifest)"
+        )
+    yj = joined["y"].to_numpy(int)
+    xj = joined[features].to_numpy(float)
+    logit = np.log(np.clip(joined["probability"], 1e-6, 1 - 1e-6))
+    logit -= np.log(np.clip(1 - joined["probability"], 1e-6, 1))
+    joined["p_metrics_same"] = cross_validated_probability(xj, yj, **kw)
+    joined["p_combined"] = cross_validated_probability(np.column_stack([xj, logit]), yj, **kw)
+    common = f"measured and in {source}"
+    models = [
+        {"model": "metrics (logistic regression)", "patients": common,
+         "n_patients": len(yj), "auc": _auc(yj, joined["p_metrics_same"])},
+        {"model": "network", "patients": common, "n_patients": len(yj),
+         "auc": _auc(yj, joined["probability"])},
+        {"model": "network + metrics", "patients": common, "n_patients": len(yj),
+         "auc": _auc(yj, joined["p_combined"])},
+    ]  # fmt: skip
+    patients = patients.merge(
+        joined[["patient_id", "probability", "p_combined"]], on="patient_id", how="left"
+    )
+    return models, patients
 
 
 def summary_text(result: dict[str, Any]) -> str:
