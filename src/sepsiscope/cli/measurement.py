@@ -27,9 +27,7 @@ def measure_cmd(
         typer.Argument(help="A video (file or frame folder), a folder of videos, or a manifest."),
     ],
     out: Annotated[Path, out_option("Folder for tables and figures.")],
-    um_per_px: Annotated[
-        float | None, um_per_px_option()
-    ] = None,
+    um_per_px: Annotated[float | None, um_per_px_option()] = None,
     fps: Annotated[float | None, fps_option("Frame rate (overrides manifest/container).")] = None,
     camera: Annotated[
         str | None, typer.Option("--camera", help="Known camera for µm/px (microscan, cytocam).")
