@@ -139,53 +139,16 @@ def stream_predictions(
     span = 2 * k
     step = plan.step(fps)
     ring: deque[FrameEvent] = deque(maxlen=span + 1)
-    rolling = RollingProbability(block_s=block_s, confidence=confidence)
-    pending: list[tuple[dict, np.ndarray | None, np.ndarray, float]] = []
     shape = gate = side_px = None
     white, events = fq.peek_white_level(events, fps=fps, frame=lambda event: event.frame)
     # frames read while the white level was set (up to 1 s of 16-bit video) waited for it; their
     # latency is the start-up's, not the stream's, and stays out of the latency figures
-    started = time.perf_counter()
-
-    def flush() -> Update:
-        usable = [p for p in pending if p[1] is not None]
-        samples = (
-            np.concatenate([p[1] for p in usable])
-            if usable
-            else np.zeros((0, 3, plan.size, plan.size), np.uint8)
-        )
-        probs = np.asarray(infer(samples), dtype=np.float64) if len(samples) else []
-        rows, frames, i = [], [], 0
-        for row, sample, frame, _ in pending:
-            n = 0 if sample is None else len(sample)
-            for tile in range(max(n, 1)):
-                out = {**row, "tile": tile, "probability": float("nan")}
-                if n:
-                    out["probability"] = float(probs[i])
-                    rolling.add(row["time_s"], float(probs[i]))
-                    i += 1
-                rows.append(out)
-                frames.append(frame)
-        done = time.perf_counter()
-        latencies = [(done - arrival) * 1e3 for _, _, _, arrival in usable if arrival >= started]
-        low, high = rolling.interval
-        for out in rows:
-            out.update(rolling_probability=rolling.probability, rolling_low=low, rolling_high=high)
-        pending.clear()
-        return Update(rows, samples, frames, rolling.probability, (low, high), latencies)
-
+    batch = _Batch(infer, plan.size, RollingProbability(block_s=block_s, confidence=confidence),
+                   started=time.perf_counter())  # fmt: skip
     for event in events:
         if shape is None:
             shape = event.frame.shape
-            if min(shape) < plan.size:
-                raise VideoError(
-                    f"frames of {shape[1]}x{shape[0]} px are smaller than the run's {plan.size} "
-                    "px samples (upsampling would invent detail)"
-                )
-            gate = _Gate(fps, span, min(shape))
-            side_px = plan.side_px(
-                um_per_px, *shape, source="", hint="give --um-per-px (or um_per_px in a manifest)"
-            )
+            gate, side_px = _first_frame(shape, plan, fps=fps, span=span, um_per_px=um_per_px)
         elif event.frame.shape != shape:
             raise VideoError(f"frame {event.index} is {event.frame.shape}, the first was {shape}")
         ring.append(event)
@@ -202,9 +165,74 @@ def stream_predictions(
             if row["usable"]
             else None
         )
-        pending.append((row, sample, stack[0], event.arrival))
-        n_pending = sum(len(p[1]) for p in pending if p[1] is not None)
-        if n_pending >= batch_size or (sample is None and n_pending == 0):
-            yield flush()
-    if pending:
-        yield flush()
+        batch.pending.append((row, sample, stack[0], event.arrival))
+        if batch.n_samples >= batch_size or (sample is None and batch.n_samples == 0):
+            yield batch.flush()
+    if batch.pending:
+        yield batch.flush()
+
+
+def _first_frame(
+    shape: tuple[int, ...], plan: SamplingPlan, *, fps: float, span: int, um_per_px: float | None
+) -> tuple[_Gate, int | None]:
+    """The quality gate and crop side (px) for frames of ``shape``; VideoError when the frames
+    are smaller than the samples or the field has no scale."""
+    if min(shape) < plan.size:
+        raise VideoError(
+            f"frames of {shape[1]}x{shape[0]} px are smaller than the run's {plan.size} "
+            "px samples (upsampling would invent detail)"
+        )
+    side_px = plan.side_px(
+        um_per_px, *shape, source="", hint="give --um-per-px (or um_per_px in a manifest)"
+    )
+    return _Gate(fps, span, min(shape)), side_px
+
+
+class _Batch:
+    """Samples waiting for inference, and the rolling estimate their probabilities feed."""
+
+    def __init__(
+        self,
+        infer: Callable[[np.ndarray], np.ndarray],
+        size: int,
+        rolling: RollingProbability,
+        *,
+        started: float,
+    ) -> None:
+        self.infer, self.size, self.rolling, self.started = infer, size, rolling, started
+        # (row, samples or None when the frame was skipped, first grey frame, arrival time)
+        self.pending: list[tuple[dict, np.ndarray | None, np.ndarray, float]] = []
+
+    @property
+    def n_samples(self) -> int:
+        return sum(len(p[1]) for p in self.pending if p[1] is not None)
+
+    def flush(self) -> Update:
+        """Infer the pending samples; one row per sample (or skipped frame) with the rolling
+        probability after this batch."""
+        usable = [p for p in self.pending if p[1] is not None]
+        samples = (
+            np.concatenate([p[1] for p in usable])
+            if usable
+            else np.zeros((0, 3, self.size, self.size), np.uint8)
+        )
+        probs = np.asarray(self.infer(samples), dtype=np.float64) if len(samples) else []
+        rows, frames, i = [], [], 0
+        for row, sample, frame, _ in self.pending:
+            n = 0 if sample is None else len(sample)
+            for tile in range(max(n, 1)):
+                out = {**row, "tile": tile, "probability": float("nan")}
+                if n:
+                    out["probability"] = float(probs[i])
+                    self.rolling.add(row["time_s"], float(probs[i]))
+                    i += 1
+                rows.append(out)
+                frames.append(frame)
+        done = time.perf_counter()
+        latencies = [(done - t) * 1e3 for _, _, _, t in usable if t >= self.started]
+        low, high = self.rolling.interval
+        probability = self.rolling.probability
+        for out in rows:
+            out.update(rolling_probability=probability, rolling_low=low, rolling_high=high)
+        self.pending.clear()
+        return Update(rows, samples, frames, probability, (low, high), latencies)

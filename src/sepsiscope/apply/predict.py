@@ -204,22 +204,7 @@ def _predict_one(
 ) -> dict[str, Any]:
     threshold = settings.threshold if settings.threshold is not None else info.threshold
     live = item["kind"] == "live" or settings.realtime
-    if item["kind"] == "live":
-        events, fps = camera_frames(
-            item["spec"], fps=settings.fps, max_seconds=settings.max_seconds
-        )
-    else:
-        fps = resolve_fps(
-            settings.fps if settings.fps is not None else item.get("fps"),
-            lambda: probe_video(item["spec"]).fps,
-            source=str(item["spec"]),
-            hint="give --fps",
-        )
-        events = (
-            LiveSource(item["spec"], fps, max_seconds=settings.max_seconds)
-            if settings.realtime
-            else file_frames(item["spec"], fps)
-        )
+    events, fps = _frame_events(item, settings)
     if live:  # first calls build kernels; a camera's first frame should not pay for that
         for n in {1, settings.live_batch_size}:
             for _ in range(3):  # TorchScript optimises a graph over its first runs
@@ -262,14 +247,58 @@ def _predict_one(
     if table.empty:
         raise VideoError(f"{item['spec']}: too short for one sample")
     table.insert(0, "video", item["name"])
+    out.root.mkdir(parents=True, exist_ok=True)
+    write_table(out.frames, table, csv=True)
+    interval = last[0].interval if last else (float("nan"), float("nan"))
+    result = _video_result(item, table, interval, threshold, settings, info)
+    result.update(
+        elapsed_s=elapsed,
+        mode="live" if live else "file",
+        backend=getattr(backend, "name", "?"),
+        table=str(out.frames),
+        annotated=str(annotate) if annotate else None,
+        latency=_latency(latencies) if live else None,
+    )
+    for key in ("patient_id", "label"):
+        if key in item:
+            result[key] = item[key]
+    if result["frames_used"] == 0:
+        log.warning("%s: no frame passed the quality gate: verdict inconclusive", item["spec"])
+    write_json(out.result, {**result, **provenance()})
+    return result
+
+
+def _frame_events(item: dict[str, Any], settings: PredictSettings) -> tuple[Any, float]:
+    """The frames of one source (a camera, a file replayed live, or a file read at full speed)
+    and its frame rate, frames/s."""
+    if item["kind"] == "live":
+        return camera_frames(item["spec"], fps=settings.fps, max_seconds=settings.max_seconds)
+    fps = resolve_fps(
+        settings.fps if settings.fps is not None else item.get("fps"),
+        lambda: probe_video(item["spec"]).fps,
+        source=str(item["spec"]),
+        hint="give --fps",
+    )
+    if settings.realtime:
+        return LiveSource(item["spec"], fps, max_seconds=settings.max_seconds), fps
+    return file_frames(item["spec"], fps), fps
+
+
+def _video_result(
+    item: dict[str, Any],
+    table: pd.DataFrame,
+    interval: tuple[float, float],
+    threshold: float,
+    settings: PredictSettings,
+    info: RunInfo,
+) -> dict[str, Any]:
+    """Probability, interval, verdict and frame counts of one video's per-frame table."""
     used = table.drop_duplicates("frame_index")
     frames_used = int(used["usable"].sum())
     probability = float(table["probability"].mean()) if frames_used else float("nan")
-    low, high = last[0].interval if last else (float("nan"), float("nan"))
-    out.root.mkdir(parents=True, exist_ok=True)
-    write_table(out.frames, table, csv=True)
+    low, high = interval
     reasons = used.loc[~used["usable"], "skip_reason"].str.split("+").explode()
-    result = {
+    return {
         "video": str(item["spec"]),
         "name": item["name"],
         "probability": probability,
@@ -288,20 +317,7 @@ def _predict_one(
         "skipped_by": {k: int(v) for k, v in reasons[reasons != ""].value_counts().items()},
         "samples_used": int(table["probability"].notna().sum()),
         "video_seconds": float(table["time_s"].max()),
-        "elapsed_s": elapsed,
-        "mode": "live" if live else "file",
-        "backend": getattr(backend, "name", "?"),
-        "table": str(out.frames),
-        "annotated": str(annotate) if annotate else None,
-        "latency": _latency(latencies) if live else None,
     }
-    for key in ("patient_id", "label"):
-        if key in item:
-            result[key] = item[key]
-    if frames_used == 0:
-        log.warning("%s: no frame passed the quality gate: verdict inconclusive", item["spec"])
-    write_json(out.result, {**result, **provenance()})
-    return result
 
 
 def predict(

@@ -201,43 +201,11 @@ def ingest(
     layout = StoreLayout(store_dir)
     _clean_store(layout, everything=overwrite)
     old_videos, old_frames = _previous(layout, settings)
+    _write_header(layout, settings, manifest, table, splits)
 
-    layout.root.mkdir(parents=True, exist_ok=True)
-    write_json(
-        layout.meta,
-        {"format_version": STORE_FORMAT_VERSION, "settings": settings.model_dump(mode="json"),
-         "manifest": str(Path(manifest).resolve()), **provenance()},
-    )  # fmt: skip
-    write_text(layout.manifest, table.drop(columns="y").to_csv(index=False))
-    write_json(layout.splits, splits)
-
-    # Keep what is complete and unchanged; everything else is (re)done.
-    table["source_key"] = table.apply(_source_key, axis=1)
-    done: dict[str, pd.Series] = {}
-    if len(old_videos):
-        for _, row in old_videos.iterrows():
-            if layout.array(row["video_id"]).exists():
-                done[row["path"]] = row
-    used: set[str] = set()
-    jobs, keep_ids = [], []
-    for _, row in table.iterrows():
-        previous = done.get(row["video"])
-        if previous is not None:
-            used.add(previous["video_id"])
-    for _, row in table.iterrows():
-        previous = done.get(row["video"])
-        if previous is not None and previous["source_key"] == row["source_key"]:
-            keep_ids.append(previous["video_id"])
-            continue
-        if previous is not None:
-            video_id = previous["video_id"]
-        else:
-            video_id = make_video_id(row["video"], used)
-        jobs.append({**row.to_dict(), "video_id": video_id, "root": str(layout.root),
-                     "plan": settings.plan()})  # fmt: skip
+    jobs, keep = _plan_jobs(layout, settings, table, old_videos)
     order = {path: i for i, path in enumerate(table["video"])}
     state = _State(layout, splits, order)
-    keep = set(keep_ids)
     removed = sorted(set(old_videos.get("video_id", [])) - keep - {j["video_id"] for j in jobs})
     for video_id in removed:
         shutil.rmtree(layout.array(video_id), ignore_errors=True)
@@ -248,27 +216,12 @@ def ingest(
             kept = old_frames[old_frames["video_id"].isin(keep)]
             state.frames = {v: f for v, f in kept.groupby("video_id", sort=False)}
     state.write()
-
-    pause = float(os.environ.get(_PAUSE_ENV, "0") or 0)
-    for job, result in track(
-        _run(jobs, settings.workers), description="ingest", total=len(jobs), quiet=quiet
-    ):
-        if "reason" in result:
-            log.warning("%s: %s", job["video"], result["reason"])
-            state.failures[job["video"]] = {
-                "video": job["video"], "patient_id": job["patient_id"], "reason": result["reason"]
-            }  # fmt: skip
-        else:
-            state.videos[job["video_id"]] = result["video"]
-            state.frames[job["video_id"]] = result["frames"]
-        state.write()
-        if pause:
-            time.sleep(pause)
+    _ingest_jobs(state, jobs, settings.workers, quiet=quiet)
 
     result = state.summary()
     result.update(
         store=str(layout.root), folds=folds, videos_new=len(jobs) - len(state.failures),
-        videos_skipped=len(keep_ids), videos_removed=len(removed),
+        videos_skipped=len(keep), videos_removed=len(removed),
         seconds=round(time.perf_counter() - start, 2),
     )  # fmt: skip
     if "warning" in result:
@@ -281,6 +234,67 @@ def ingest(
         exc.result = result  # type: ignore[attr-defined]
         raise exc
     return result
+
+
+def _write_header(
+    layout: StoreLayout,
+    settings: IngestSettings,
+    manifest: str | os.PathLike,
+    table: pd.DataFrame,
+    splits: dict[str, Any],
+) -> None:
+    """store.json (format, settings, provenance), the manifest as ingested and the splits."""
+    layout.root.mkdir(parents=True, exist_ok=True)
+    write_json(
+        layout.meta,
+        {"format_version": STORE_FORMAT_VERSION, "settings": settings.model_dump(mode="json"),
+         "manifest": str(Path(manifest).resolve()), **provenance()},
+    )  # fmt: skip
+    write_text(layout.manifest, table.drop(columns="y").to_csv(index=False))
+    write_json(layout.splits, splits)
+
+
+def _plan_jobs(
+    layout: StoreLayout, settings: IngestSettings, table: pd.DataFrame, old_videos: pd.DataFrame
+) -> tuple[list[dict[str, Any]], set[str]]:
+    """The videos to (re)ingest, and the ids of those kept: complete and with unchanged manifest
+    entries. A redone video keeps its id."""
+    table["source_key"] = table.apply(_source_key, axis=1)
+    done: dict[str, pd.Series] = {}
+    for _, row in old_videos.iterrows():
+        if layout.array(row["video_id"]).exists():
+            done[row["path"]] = row
+    used = {done[v]["video_id"] for v in table["video"] if v in done}
+    jobs, keep = [], set()
+    for _, row in table.iterrows():
+        previous = done.get(row["video"])
+        if previous is not None and previous["source_key"] == row["source_key"]:
+            keep.add(previous["video_id"])
+            continue
+        video_id = (
+            previous["video_id"] if previous is not None else make_video_id(row["video"], used)
+        )
+        jobs.append({**row.to_dict(), "video_id": video_id, "root": str(layout.root),
+                     "plan": settings.plan()})  # fmt: skip
+    return jobs, keep
+
+
+def _ingest_jobs(state: _State, jobs: list[dict[str, Any]], workers: int, *, quiet: bool) -> None:
+    """Run the jobs (``workers`` processes), recording each video or its failure as it ends."""
+    pause = float(os.environ.get(_PAUSE_ENV, "0") or 0)
+    for job, result in track(_run(jobs, workers), description="ingest", total=len(jobs),
+                             quiet=quiet):  # fmt: skip
+        if "reason" in result:
+            log.warning("%s: %s", job["video"], result["reason"])
+            state.failures[job["video"]] = {
+                "video": job["video"], "patient_id": job["patient_id"], "reason": result["reason"]
+            }  # fmt: skip
+        else:
+            state.videos[job["video_id"]] = result["video"]
+            state.frames[job["video_id"]] = result["frames"]
+        state.write()
+        if pause:
+            time.sleep(pause)
 
 
 def _run(jobs: list[dict[str, Any]], workers: int):

@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -43,6 +43,9 @@ from sepsiscope._progress import track
 from sepsiscope.errors import InputError, PartialFailure, SepsiscopeError
 from sepsiscope.layout import MeasurementLayout, make_video_id
 from sepsiscope.settings import StageSettings, provenance
+
+if TYPE_CHECKING:
+    from sepsiscope.microcirculation.analyse import Analysis
 
 log = logging.getLogger(__name__)
 
@@ -136,27 +139,11 @@ def _video_table(input_path: Path, settings: MeasureSettings) -> pd.DataFrame:
 
 def _measure_one(row: dict[str, Any], out_dir: str, settings: MeasureSettings) -> dict[str, Any]:
     """Measure one video; returns its per-video row and per-vessel rows (worker entry point)."""
-    from sepsiscope.data.frame_quality import peek_white_level
-    from sepsiscope.data.video import iter_frames, probe_video, resolve_fps
     from sepsiscope.microcirculation import FlowCriteria, QualityCriteria, analyse_video
-    from sepsiscope.microcirculation._figures import save_kymographs, save_overlay
 
     started = time.perf_counter()
-    layout = MeasurementLayout(out_dir)
-    info = probe_video(row["video"])
-    fps = resolve_fps(
-        row.get("fps"), info.fps, source=str(row["video"]), hint="give --fps or a fps column"
-    )
+    frames, white, fps, (scale_y, scale_x) = _read_frames(row, settings)
     um_per_px = float(row["um_per_px"])
-    stop = max(2, int(round(settings.max_seconds * fps)))
-    shrink = (settings.finest_um_per_px or 0.0) / um_per_px
-    # the white level of the decoded frames (12-bit in 16-bit, as ingest), before any shrinking
-    white, decoded = peek_white_level(iter_frames(row["video"], stop=stop), fps=fps,
-                                      frame=lambda item: item[1])  # fmt: skip
-    frames, (scale_y, scale_x) = _decode_stack(
-        (frame for _, frame in decoded), (info.height, info.width), shrink=shrink,
-        capacity=min(stop, info.n_frames) if info.n_frames > 0 else stop, source=row["video"],
-    )  # fmt: skip
     analysed_um_per_px = um_per_px * (scale_x + scale_y) / 2
     analysis = analyse_video(
         frames,
@@ -170,20 +157,11 @@ def _measure_one(row: dict[str, Any], out_dir: str, settings: MeasureSettings) -
         ),
         quality=QualityCriteria(min_seconds=settings.min_seconds),
     )
-    video_id = row["video_id"]
-    files: dict[str, str] = {}
-    if analysis.accepted and settings.overlays:
-        files["overlay"] = str(save_overlay(layout.overlay(video_id), analysis))
-    if analysis.accepted and settings.kymographs:
-        path = save_kymographs(
-            layout.kymograph(video_id), analysis, fps=fps, um_per_px=analysed_um_per_px,
-            count=settings.kymographs,
-        )  # fmt: skip
-        if path is not None:
-            files["kymographs"] = str(path)
+    files = _save_figures(MeasurementLayout(out_dir), row["video_id"], analysis, settings,
+                          fps=fps, um_per_px=analysed_um_per_px)  # fmt: skip
     metrics = {k: v for k, v in analysis.metrics.items() if k != "mfi_quadrants"}
     video_row = {
-        "video_id": video_id,
+        "video_id": row["video_id"],
         "video": row["video"],
         "patient_id": row.get("patient_id", ""),
         "label": row.get("label", ""),
@@ -204,7 +182,65 @@ def _measure_one(row: dict[str, Any], out_dir: str, settings: MeasureSettings) -
         **{f"quality_{k}": v for k, v in analysis.quality.items() if k != "duration_s"},
         "seconds": time.perf_counter() - started,
     }
-    vessels = [
+    vessels = _vessel_rows(row["video_id"], analysis, scale_y, scale_x)
+    return {"video": video_row, "vessels": vessels, "files": files}
+
+
+def _read_frames(
+    row: dict[str, Any], settings: MeasureSettings
+) -> tuple[np.ndarray, int, float, tuple[float, float]]:
+    """The first ``max_seconds`` of a video as a grey stack (shrunk to ``finest_um_per_px``),
+    its white level, its frame rate (frames/s) and the original pixels per analysed pixel."""
+    from sepsiscope.data.frame_quality import peek_white_level
+    from sepsiscope.data.video import iter_frames, probe_video, resolve_fps
+
+    info = probe_video(row["video"])
+    fps = resolve_fps(
+        row.get("fps"), info.fps, source=str(row["video"]), hint="give --fps or a fps column"
+    )
+    stop = max(2, int(round(settings.max_seconds * fps)))
+    shrink = (settings.finest_um_per_px or 0.0) / float(row["um_per_px"])
+    # the white level of the decoded frames (12-bit in 16-bit, as ingest), before any shrinking
+    white, decoded = peek_white_level(iter_frames(row["video"], stop=stop), fps=fps,
+                                      frame=lambda item: item[1])  # fmt: skip
+    frames, scale = _decode_stack(
+        (frame for _, frame in decoded), (info.height, info.width), shrink=shrink,
+        capacity=min(stop, info.n_frames) if info.n_frames > 0 else stop, source=row["video"],
+    )  # fmt: skip
+    return frames, white, fps, scale
+
+
+def _save_figures(
+    layout: MeasurementLayout,
+    video_id: str,
+    analysis: Analysis,
+    settings: MeasureSettings,
+    *,
+    fps: float,
+    um_per_px: float,
+) -> dict[str, str]:
+    """The overlay and space-time diagrams of an accepted video, as settings ask; their paths."""
+    from sepsiscope.microcirculation._figures import save_kymographs, save_overlay
+
+    files: dict[str, str] = {}
+    if analysis.accepted and settings.overlays:
+        files["overlay"] = str(save_overlay(layout.overlay(video_id), analysis))
+    if analysis.accepted and settings.kymographs:
+        path = save_kymographs(
+            layout.kymograph(video_id), analysis, fps=fps, um_per_px=um_per_px,
+            count=settings.kymographs,
+        )  # fmt: skip
+        if path is not None:
+            files["kymographs"] = str(path)
+    return files
+
+
+def _vessel_rows(
+    video_id: str, analysis: Analysis, scale_y: float, scale_x: float
+) -> list[dict[str, Any]]:
+    """One row per segment: length and diameter (µm), flow, velocity (µm/s), end points in the
+    original pixel grid."""
+    return [
         {
             "video_id": video_id,
             "segment": i,
@@ -227,7 +263,6 @@ def _measure_one(row: dict[str, Any], out_dir: str, settings: MeasureSettings) -
             zip(analysis.segments, analysis.flows, analysis.contrasts, strict=True)
         )
     ]
-    return {"video": video_row, "vessels": vessels, "files": files}
 
 
 def _decode_stack(
