@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).parents[1] / "src" / "sepsiscope"
 # Each room may import from itself and the rooms before it. `simulate` comes after `data`
 # because it writes its videos with data's writer; no stage but the demo reads the simulator.
 ORDER = [
-    "base",  # errors, settings, layout, _io, _progress
+    "base",  # errors, settings, layout, _io, _progress, _checkpoints
     "data",
     "simulate",
     "models",
@@ -24,7 +24,7 @@ ORDER = [
     "demo",
     "cli",
 ]
-BASE = {"errors", "settings", "layout", "_io", "_progress"}
+BASE = {"errors", "settings", "layout", "_io", "_progress", "_checkpoints"}
 
 
 def room(module: str) -> str:

@@ -31,6 +31,7 @@ from pydantic import Field
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
+from sepsiscope._checkpoints import load_checkpoint, rebase_checkpoint
 from sepsiscope._io import atomic_path, write_json
 from sepsiscope._progress import lightning_progress
 from sepsiscope.classifier._augment import augment_batch
@@ -269,13 +270,11 @@ def _check_resume(layout: RunLayout, settings: TrainSettings, resume: bool, over
         if not last.exists():
             raise InputError(f"{last}: no checkpoint to resume from; train without --resume")
         try:
-            ckpt = torch.load(last, map_location="cpu", weights_only=True)
-            if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-                raise ValueError("no state_dict in it")
-        except Exception as exc:
+            rebase_checkpoint(last)  # a copied run resumes from its own files, not the original's
+        except InputError as exc:
             raise InputError(
-                f"{last}: corrupted checkpoint ({exc}); delete it and resume from best.ckpt "
-                "renamed to last.ckpt, or train again with --overwrite"
+                f"{exc}; to go on, delete it and resume from best.ckpt renamed to last.ckpt, or "
+                "train again with --overwrite"
             ) from exc
         if layout.model_settings.exists():
             old = TrainSettings.load(layout.model_settings)
@@ -375,7 +374,7 @@ def train(
         for noise in ("dataloader is not resumable", "does not have many workers",
                       "exists and is not empty", "LeafSpec"):  # fmt: skip
             warnings.filterwarnings("ignore", message=f".*{noise}.*")
-        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     if trainer.interrupted:
         raise SepsiscopeError(
             f"training was interrupted; continue with `sepsiscope train --resume --out {run_dir}`"
@@ -394,7 +393,7 @@ def _finish(layout, settings, store, tables, bf16, pos_weight, data) -> dict:
     best_path = layout.checkpoints / "best.ckpt"
     if not best_path.exists():
         raise SepsiscopeError(f"training produced no best checkpoint in {layout.checkpoints}")
-    state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
+    state = load_checkpoint(best_path)["state_dict"]
     weights = {k.removeprefix("model."): v.contiguous() for k, v in state.items()}
     with atomic_path(layout.model) as tmp:
         save_file(weights, str(tmp))
@@ -419,7 +418,7 @@ def _finish(layout, settings, store, tables, bf16, pos_weight, data) -> dict:
         with atomic_path(layout.frame_split) as tmp:
             split.to_csv(tmp, index=False)
     best_auc = None
-    last = torch.load(layout.checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
+    last = load_checkpoint(layout.checkpoints / "last.ckpt")
     best_epoch = None
     if not logs.empty and SELECTION in logs:
         best_row = logs.loc[logs[SELECTION].idxmax()]

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sepsiscope._checkpoints import load_checkpoint, rebase_checkpoint
 from sepsiscope._io import save_png, write_text
 from sepsiscope._progress import lightning_progress
 from sepsiscope.classifier._train_data import StoreData
@@ -186,6 +187,8 @@ def fit(
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     ckpt = layout.last_checkpoint if resume and layout.last_checkpoint.exists() else None
+    if ckpt is not None:
+        rebase_checkpoint(ckpt)  # a copied run resumes from its own files, not the original's
     if ckpt is None:  # a fresh start must not mix with an earlier run's epochs
         for path in (layout.checkpoints, layout.reconstructions):
             shutil.rmtree(path, ignore_errors=True)
@@ -219,9 +222,9 @@ def fit(
         warnings.filterwarnings(
             "ignore", message=r"Checkpoint directory .* exists and is not empty"
         )
-        trainer.fit(module, datamodule=data.data, ckpt_path=ckpt)
+        trainer.fit(module, datamodule=data.data, ckpt_path=ckpt, weights_only=True)
     best = layout.checkpoints / "best.ckpt"  # not Lightning's absolute path: the folder may move
-    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+    state = load_checkpoint(best)["state_dict"]
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
     history = _read_history(layout)
     return model.cpu().eval(), history
