@@ -54,6 +54,7 @@ def test_file_prediction_counts_gate_and_rolling_mean(media):
     expected = "septic" if result["probability"] >= result["threshold"] else "non-septic"
     assert result["verdict"] == expected and result["threshold"] == 0.5
     assert (media["run"] / "predictions" / "a" / "frames.csv").exists()
+    assert result["scale_known"] is False and result["um_per_px"] is None  # flagged
     # a stricter threshold flips the verdict, consistently
     strict = predict(media["run"], media["video"],
                      PredictSettings(**FAST, threshold=min(1.0, result["probability"] + 1e-3)),
@@ -134,6 +135,8 @@ def test_field_um_run_needs_the_scale_and_a_large_enough_field(media, tmp_path):
     assert cli.exit_code == 0, cli.output
     given = json.loads(cli.stdout)
     assert given["frames_used"] == listed["videos"][0]["frames_used"] > 0
+    assert (given["um_per_px"], given["scale_known"]) == (0.75, True)
+    assert listed["videos"][0]["um_per_px"] == 0.75
     assert given["probability"] == pytest.approx(listed["videos"][0]["probability"], abs=1e-5)
     shown = explain(run, ExplainSettings(n=2, out=tmp_path / "e", um_per_px=0.75),
                     video=media["video"], quiet=True)  # fmt: skip

@@ -371,3 +371,31 @@ def test_field_um_crops_every_camera_to_the_same_physical_field(tmp_path):
     assert len(fine_tiles) == 2 * 4 and set(fine_tiles["crop_px"]) == {150}
     corners = set(zip(fine_tiles.crop_y, fine_tiles.crop_x, strict=True))
     assert corners == {(0, 0), (0, 150), (150, 0), (150, 150)}
+
+
+def test_a_studys_spreadsheet_without_scale_ingests_flagged(tmp_path):
+    """An .xlsx with only Patient ID, Video, Label (and a text site): every video is stored,
+    sampled by pixels and flagged as of unknown scale; --field-um refuses just those videos."""
+    cohort(tmp_path, 6)
+    rows = [
+        {"Patient ID": f"p{p:02d}", "Video": f"videos/p{p:02d}.avi",
+         "LABEL": "septic" if p % 2 else "control", "Site": "sublingual left"}
+        for p in range(6)
+    ]  # fmt: skip
+    manifest = tmp_path / "study.xlsx"
+    pd.DataFrame(rows).to_excel(manifest, index=False)
+    result = ingest(manifest, tmp_path / "store", IngestSettings(folds=0, min_duration_s=0),
+                    quiet=True)  # fmt: skip
+    assert result["videos"] == 6 and result["failures"] == 0
+    videos = FrameStore(tmp_path / "store").videos
+    assert not videos["scale_known"].any() and videos["um_per_px"].isna().all()
+    assert set(videos["site"]) == {"sublingual left"}
+    info = store_info(tmp_path / "store")
+    assert info["unknown_scale"]["videos"] == 6
+    text = CliRunner().invoke(app, ["store", "info", str(tmp_path / "store")]).output
+    assert "unknown scale (no µm/px): 6 videos" in text
+    with pytest.raises(PartialFailure) as caught:
+        ingest(manifest, tmp_path / "field", IngestSettings(folds=0, min_duration_s=0,
+               field_um=150), quiet=True)  # fmt: skip
+    reasons = [f["reason"] for f in caught.value.result["failed"]]
+    assert len(reasons) == 6 and all("um_per_px" in r and "camera" in r for r in reasons)

@@ -81,11 +81,29 @@ def test_flag_gives_the_scale_a_manifest_lacks(videos, tmp_path):
     pd.DataFrame({"patient_id": ["p1"], "video": [str(good)], "label": ["septic"]}).to_csv(
         manifest, index=False
     )
-    with pytest.raises(InputError, match=r"manifest.csv: no µm/px for .*good.avi: give its "
-                       r"um_per_px \(or a known camera\) in the manifest row"):  # fmt: skip
+    with pytest.raises(InputError, match=r"manifest.csv: no video has a µm/px: give its "
+                       r"um_per_px, or a known camera \(microscan, cytocam\), in the manifest "
+                       r"row, or one scale for every video with --um-per-px"):  # fmt: skip
         measure(manifest, tmp_path / "m", MeasureSettings(), quiet=True)
     result = measure(manifest, tmp_path / "m", MeasureSettings(um_per_px=1.0), quiet=True)
     assert result["videos"][0]["status"] == "ok"
+
+
+def test_a_manifest_row_without_scale_is_refused_alone(videos, tmp_path):
+    _, good, _, _ = videos
+    copy = tmp_path / "copy.avi"
+    copy.write_bytes(good.read_bytes())
+    manifest = tmp_path / "manifest.csv"
+    pd.DataFrame({"Patient ID": ["p1", "p2"], "video": [str(good), str(copy)],
+                  "label": ["septic", "control"], "um_per_px": ["1.0", ""]}).to_csv(
+        manifest, index=False
+    )  # fmt: skip
+    with pytest.raises(PartialFailure) as caught:
+        measure(manifest, tmp_path / "m", MeasureSettings(), quiet=True)
+    result = caught.value.result
+    assert [v["video_id"] for v in result["videos"]] == ["good"]
+    (failure,) = result["failures"]
+    assert failure["video"] == str(copy) and "no µm/px: give its um_per_px" in failure["reason"]
 
 
 def test_a_video_finer_than_0_8_um_per_px_is_analysed_shrunk_to_it(tmp_path):

@@ -296,3 +296,12 @@ def test_cohort_says_short_videos_are_recorded_not_excluded_and_when_none_failed
     else:
         assert "2 videos are shorter than 3 s and score 10 on Massey's duration part" in html
         assert "not a reason to exclude them" in html and "<th>duration</th>" not in html
+
+
+def test_the_cohort_section_notes_videos_of_unknown_scale():
+    from sepsiscope.reporting._sections import _unknown_scale
+
+    videos = pd.DataFrame({"video_id": ["a", "b", "c"], "um_per_px": [1.0, float("nan"), None]})
+    note = _unknown_scale(videos)
+    assert "2 of 3 videos have no µm/px" in note and "cannot be measured" in note
+    assert _unknown_scale(videos.assign(um_per_px=1.0)) == ""

@@ -36,6 +36,7 @@ from sepsiscope.apply._streaming import Update, stream_predictions
 from sepsiscope.apply.backends import BACKENDS, load_backend
 from sepsiscope.apply.sources import LiveSource, camera_frames, file_frames, is_live_spec
 from sepsiscope.data._sampling import SamplingPlan
+from sepsiscope.data.manifest import MANIFEST_SUFFIXES
 from sepsiscope.data.video import (
     CONTAINER_SUFFIXES,
     IMAGE_SUFFIXES,
@@ -52,7 +53,6 @@ from sepsiscope.settings import StageSettings, provenance
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (*CONTAINER_SUFFIXES, *TIFF_SUFFIXES)
-MANIFEST_SUFFIXES = (".csv", ".parquet")
 LATENCY_GOAL_MS = 100.0
 
 
@@ -259,6 +259,10 @@ def _predict_one(
         annotated=str(annotate) if annotate else None,
         latency=_latency(latencies) if live else None,
     )
+    # flagged in every prediction: without a scale, samples were sized by pixels (as the study's
+    # crop and resize), so the field they show depends on the camera
+    scale = settings.um_per_px or item.get("um_per_px")
+    result.update(um_per_px=scale, scale_known=scale is not None)
     for key in ("patient_id", "label"):
         if key in item:
             result[key] = item[key]

@@ -151,6 +151,12 @@ def store_info_cmd(
             )
         q = r["quality"]
         lines.append(f"  unusable: {q['videos_unusable']} videos, {q['frames_unusable']} frames")
+        unknown = r.get("unknown_scale", {}).get("videos", 0)
+        if unknown:
+            lines.append(
+                f"  unknown scale (no µm/px): {unknown} videos, sampled by pixels; measure "
+                "cannot measure them (give um_per_px or a known camera in the manifest)"
+            )
         lines.append(f"  failures: {len(r['failures'])}")
         lines += [f"    {f['video']}: {f['reason']}" for f in r["failures"]]
         return "\n".join(lines)

@@ -119,7 +119,7 @@ def _ingest(job: dict[str, Any]) -> dict[str, Any]:
     # before decoding: a video without a usable scale is refused at once
     side_px = plan.side_px(
         job["um_per_px"], info.height, info.width, source=str(path),
-        hint="give um_per_px (or a known camera) in the manifest",
+        hint="give its um_per_px, or a known camera (microscan, cytocam), in the manifest row",
     )  # fmt: skip
     boxes = fq.crop_boxes(info.height, info.width, size=plan.size, crop=plan.crop, side_px=side_px)
     white, decoded = fq.peek_white_level(iter_frames(path), fps=fps, frame=lambda item: item[1])
@@ -214,6 +214,7 @@ def _score(
         "camera": job["camera"],
         "path": job["video"],
         "um_per_px": job["um_per_px"],
+        "scale_known": bool(np.isfinite(job["um_per_px"]) and job["um_per_px"] > 0),
         "duration_s": duration_s,
         "mean_intensity": float(frames["mean_intensity"].median()),
         "focus": median_focus,

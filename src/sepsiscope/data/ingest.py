@@ -192,7 +192,9 @@ def ingest(
     """
     start = time.perf_counter()
     settings = settings or IngestSettings()
-    table = read_manifest(manifest, require_files=False)
+    # A video of unknown scale is still sampled (short side resized, as the study did); only
+    # --field-um needs the scale, and refuses such a video on its own.
+    table = read_manifest(manifest, require_files=False, require_scale=False)
     labels = dict(zip(table["patient_id"], table["label"], strict=True))
     folds = feasible_folds(labels, settings.folds)
     splits = make_splits(
@@ -435,7 +437,8 @@ def store_info(store_dir: str | os.PathLike) -> dict[str, Any]:
     Returns a JSON-able dict: store, format_version, settings, patients, videos, frames (each
     ``{"total", "by_label", "by_split"}``; frames also ``usable``), quality (unusable videos and
     frames, and how many frames each Massey part rejected), failures ([{video, reason}]), splits
-    ({part: [patient_id, ...]}), folds, size_bytes and raw_bytes (uint8 size of the samples).
+    ({part: [patient_id, ...]}), folds, size_bytes and raw_bytes (uint8 size of the samples),
+    unknown_scale (videos without µm/px: count and ids).
     """
     from sepsiscope.data.store import FrameStore
 
@@ -461,4 +464,15 @@ def store_info(store_dir: str | os.PathLike) -> dict[str, Any]:
         "folds": store.splits.get("folds", []),
         "size_bytes": int(size),
         "raw_bytes": int(len(frames) * 3 * store.size**2),
+        "unknown_scale": unknown_scale(videos),
     }
+
+
+def unknown_scale(videos: pd.DataFrame) -> dict[str, Any]:
+    """Videos of unknown µm/px in a store's videos table: their count and ids (sampled by pixels
+    as the study did; ``measure`` cannot measure them)."""
+    if "um_per_px" not in videos or videos.empty:
+        return {"videos": 0, "video_ids": []}
+    scale = pd.to_numeric(videos["um_per_px"], errors="coerce")
+    ids = videos.loc[~(scale > 0), "video_id"].astype(str).tolist()
+    return {"videos": len(ids), "video_ids": ids}

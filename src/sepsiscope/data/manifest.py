@@ -1,8 +1,8 @@
 """The manifest: which videos belong to which patient, and each patient's diagnosis.
 
-A manifest is a CSV (comma, semicolon or tab separated, sniffed from the header line) or Parquet
-table, one row per video; headers are matched case-insensitively with spaces and hyphens read as
-underscores (:func:`column_name`):
+A manifest is a CSV (comma, semicolon or tab separated, sniffed from the header line), an Excel
+workbook (.xlsx, its first sheet) or a Parquet table, one row per video; headers are matched
+case-insensitively with spaces and hyphens read as underscores (:func:`column_name`):
 
 ``patient_id`` (required)
     Any text; one patient may have several videos (sites, repeats).
@@ -53,6 +53,10 @@ CAMERA_UM_PER_PX: dict[str, float] = {
 """µm per pixel of the original frames for known cameras, used when the manifest gives none."""
 
 _MAX_LISTED = 8
+EXCEL_SUFFIXES = (".xlsx", ".xlsm")
+MANIFEST_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", *EXCEL_SUFFIXES)
+"""File endings read as a manifest (anything else given where a manifest or a video may stand is
+taken for a video)."""
 
 
 def camera_um_per_px(camera: str) -> float | None:
@@ -106,6 +110,9 @@ def _load(path: Path) -> pd.DataFrame:
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             table = pd.read_parquet(path)
+        elif path.suffix.lower() in EXCEL_SUFFIXES:
+            # the first sheet, all cells as text (empty cells as ""), as a CSV is read
+            table = pd.read_excel(path, sheet_name=0, dtype=str, na_filter=False)
         else:
             text = _read_text(path)
             sep = _separator(text.split("\n", 1)[0])

@@ -40,6 +40,7 @@ from pydantic import Field
 
 from sepsiscope._io import write_json, write_table, write_text
 from sepsiscope._progress import track
+from sepsiscope.data.manifest import MANIFEST_SUFFIXES
 from sepsiscope.errors import InputError, PartialFailure, SepsiscopeError
 from sepsiscope.layout import MeasurementLayout, make_video_id
 from sepsiscope.settings import StageSettings, provenance
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MANIFEST_SUFFIXES = (".csv", ".parquet", ".pq")
 JSON_METRICS = (
     "tvd_mm_per_mm2", "tvd_small_mm_per_mm2", "ppv_percent", "pvd_mm_per_mm2", "mfi",
     "n_segments", "mean_velocity_um_per_s", "total_length_mm", "de_backer_per_mm",
@@ -77,8 +77,15 @@ class MeasureSettings(StageSettings):
     )
 
 
+UNSCALED_HINT = (
+    "give its um_per_px, or a known camera (microscan, cytocam), in the manifest row, or one "
+    "scale for every video with --um-per-px or --camera"
+)
+
+
 def _video_table(input_path: Path, settings: MeasureSettings) -> pd.DataFrame:
-    """The videos to measure, with patient, site, label, µm/px and fps where known."""
+    """The videos to measure, with patient, site, label, µm/px (NaN where unknown: a manifest's
+    such rows are refused one by one) and fps where known."""
     if input_path.is_file() and input_path.suffix.lower() in MANIFEST_SUFFIXES:
         from sepsiscope.data.manifest import read_manifest
 
@@ -116,18 +123,16 @@ def _video_table(input_path: Path, settings: MeasureSettings) -> pd.DataFrame:
                 f"{', '.join(CAMERA_UM_PER_PX)}"
             )
         table["um_per_px"] = table["um_per_px"].fillna(known)
-    if table["um_per_px"].isna().any():
-        missing = table.loc[table["um_per_px"].isna(), "video"].tolist()
-        if input_path.suffix.lower() in MANIFEST_SUFFIXES:
-            raise InputError(
-                f"{input_path}: no µm/px for {', '.join(missing[:5])}"
-                f"{f' (and {len(missing) - 5} more)' if len(missing) > 5 else ''}: give its "
-                "um_per_px (or a known camera) in the manifest row; --um-per-px would set one "
-                "scale for every row. Lengths and densities cannot be measured without it"
-            )
+    unscaled = table["um_per_px"].isna()
+    if unscaled.all() and input_path.suffix.lower() not in MANIFEST_SUFFIXES:
         raise InputError(
-            f"no µm/px for {missing[0]}: give --um-per-px (or --camera for a known camera); "
-            "lengths and densities cannot be measured without it"
+            f"no µm/px for {table['video'].iloc[0]}: give --um-per-px (or --camera for a known "
+            "camera); lengths and densities cannot be measured without it"
+        )
+    if unscaled.all():
+        raise InputError(
+            f"{input_path}: no video has a µm/px: {UNSCALED_HINT}. Lengths and densities cannot "
+            "be measured without it"
         )
     if settings.fps is not None:
         table["fps"] = settings.fps
@@ -352,9 +357,12 @@ def measure(
     input_path = Path(input_path).expanduser()
     layout = MeasurementLayout(out_dir)
     table = _video_table(input_path, settings)
+    unscaled = table["um_per_px"].isna()
+    refused = [{"video": v, "reason": f"{v}: no µm/px: {UNSCALED_HINT}"}
+               for v in table.loc[unscaled, "video"]]  # fmt: skip
     layout.root.mkdir(parents=True, exist_ok=True)
     settings.save(layout.settings)
-    rows = table.to_dict("records")
+    rows = table[~unscaled].to_dict("records")
     started = time.perf_counter()
     if settings.workers > 1 and len(rows) > 1:
         with ProcessPoolExecutor(min(settings.workers, len(rows))) as pool:
@@ -366,7 +374,7 @@ def measure(
             for r in track(rows, description="measure", quiet=quiet)
         ]
     done = [r for r in results if "error" not in r]
-    failures = [
+    failures = refused + [
         {"video": r["video"]["video"], "reason": r["error"]} for r in results if "error" in r
     ]
     return _write_outputs(layout, done, failures, settings, time.perf_counter() - started)

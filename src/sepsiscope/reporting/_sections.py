@@ -175,6 +175,7 @@ def cohort(ctx: Context) -> tuple[str, bool]:
     failures = store.failures
     body = [
         H.table(counts),
+        _unknown_scale(videos),
         _quality(ctx),
         H.note(
             f"Store {store.root}: samples of {store.size}x{store.size} px. Frames excluded by the "
@@ -190,6 +191,21 @@ def cohort(ctx: Context) -> tuple[str, bool]:
         _sample_frames(store),
     ]
     return "".join(body), True
+
+
+def _unknown_scale(videos: pd.DataFrame) -> str:
+    """A note on videos of unknown µm/px: how they were sampled and what cannot be done."""
+    from sepsiscope.data.ingest import unknown_scale
+
+    unknown = unknown_scale(videos)["videos"]
+    if not unknown:
+        return ""
+    return H.note(
+        f"{unknown} of {len(videos)} videos have no µm/px (none in the manifest, no known "
+        "camera). They were sampled by pixels, the frame's short side resized as the study did, "
+        "so the field a sample shows depends on the camera; they cannot be measured (TVD, PVD) "
+        "and cannot be cropped to a field in µm."
+    )
 
 
 def _quality(ctx: Context) -> str:
