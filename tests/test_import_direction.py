@@ -24,7 +24,7 @@ ORDER = [
     "demo",
     "cli",
 ]
-BASE = {"errors", "settings", "layout", "_io", "_progress", "_checkpoints"}
+BASE = {"errors", "settings", "layout", "_io", "_progress", "_checkpoints", "_lock"}
 
 
 def room(module: str) -> str:

@@ -25,6 +25,7 @@ import pandas as pd
 from pydantic import Field
 
 from sepsiscope._io import read_json, write_json, write_table
+from sepsiscope._lock import writes
 from sepsiscope.classifier import scores as M
 from sepsiscope.classifier.evaluate import EvaluateSettings, evaluate
 from sepsiscope.data.store import FrameStore
@@ -46,6 +47,7 @@ class CrossvalSettings(StageSettings):
     overwrite: bool = False
 
 
+@writes("run_dir", "crossval")
 def crossval(
     store_dir: str | os.PathLike,
     run_dir: str | os.PathLike,

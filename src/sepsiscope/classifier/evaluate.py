@@ -27,6 +27,7 @@ import pandas as pd
 from pydantic import Field
 
 from sepsiscope._io import write_json, write_table
+from sepsiscope._lock import writes
 from sepsiscope.classifier import scores as M
 from sepsiscope.classifier._figures import confusion_figure, reliability_figure, roc_figure
 from sepsiscope.classifier.baseline import DEFAULT_FEATURES, baseline_predictions
@@ -150,6 +151,7 @@ def judge(
     return result, chosen, tables
 
 
+@writes("run_dir", "evaluate", create=False)
 def evaluate(
     run_dir: str | os.PathLike, settings: EvaluateSettings, *, quiet: bool = False
 ) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from torch import nn
 
 from sepsiscope._checkpoints import load_checkpoint, rebase_checkpoint
 from sepsiscope._io import atomic_path, write_json
+from sepsiscope._lock import writes
 from sepsiscope._progress import lightning_progress
 from sepsiscope.classifier._augment import augment_batch
 from sepsiscope.classifier._train_data import StoreData
@@ -303,6 +304,7 @@ def _flatten_logs(log_dir: Path) -> pd.DataFrame:
     return logs.groupby("epoch", as_index=False).last().drop(columns=["step"], errors="ignore")
 
 
+@writes("run_dir", "train")
 def train(
     store_dir: str | os.PathLike,
     run_dir: str | os.PathLike,

@@ -42,6 +42,7 @@ import pandas as pd
 from pydantic import Field
 
 from sepsiscope._io import read_json, write_json, write_table, write_text
+from sepsiscope._lock import writes
 from sepsiscope._progress import track
 from sepsiscope.data import frame_quality as fq
 from sepsiscope.data._sampling import SamplingPlan, ingest_video
@@ -171,6 +172,7 @@ def _previous(layout: StoreLayout, settings: IngestSettings) -> tuple[pd.DataFra
     return videos, frames
 
 
+@writes("store_dir", "ingest")
 def ingest(
     manifest: str | os.PathLike,
     store_dir: str | os.PathLike,

@@ -23,6 +23,7 @@ import pandas as pd
 from pydantic import Field
 
 from sepsiscope._io import read_table, write_json, write_text
+from sepsiscope._lock import writes
 from sepsiscope.classifier.scores import MIN_PATIENTS_PER_CLASS
 from sepsiscope.errors import InputError
 from sepsiscope.layout import MeasurementLayout, RunLayout
@@ -161,6 +162,7 @@ def _usable_features(
     return kept, notes
 
 
+@writes("measurements", "interpret", create=False)
 def interpret(
     measurements: str | os.PathLike,
     settings: InterpretSettings | None = None,

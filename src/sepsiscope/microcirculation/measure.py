@@ -39,6 +39,7 @@ import pandas as pd
 from pydantic import Field
 
 from sepsiscope._io import write_json, write_table, write_text
+from sepsiscope._lock import writes
 from sepsiscope._progress import track
 from sepsiscope.data.manifest import MANIFEST_SUFFIXES
 from sepsiscope.errors import InputError, PartialFailure, SepsiscopeError
@@ -321,6 +322,7 @@ def _safe_measure(row: dict[str, Any], out_dir: str, settings: MeasureSettings):
         return {"error": f"{row['video']}: {type(exc).__name__}: {exc}", "video": row}
 
 
+@writes("out_dir", "measure")
 def measure(
     input_path: str | os.PathLike,
     out_dir: str | os.PathLike,

@@ -23,6 +23,7 @@ import torch
 from pydantic import Field, field_validator
 
 from sepsiscope._io import read_json, save_png, write_json, write_table, write_text
+from sepsiscope._lock import writes
 from sepsiscope._progress import track
 from sepsiscope.data.store import FrameStore
 from sepsiscope.errors import InputError
@@ -91,6 +92,7 @@ class AutoencodeSettings(StageSettings):
         return tuple(sorted(set(value)))
 
 
+@writes("run_dir", "autoencode")
 def autoencode(
     store_dir: str | os.PathLike,
     run_dir: str | os.PathLike,

@@ -19,6 +19,7 @@ import pandas as pd
 from pydantic import Field
 
 from sepsiscope._io import save_png, write_json, write_table, write_text
+from sepsiscope._lock import writes
 from sepsiscope.data.store import FrameStore
 from sepsiscope.errors import InputError
 from sepsiscope.layout import RunLayout
@@ -46,6 +47,7 @@ class ClusterSettings(StageSettings):
     store: Path | None = None
 
 
+@writes("run_dir", "cluster", create=False)
 def cluster(
     run_dir: str | os.PathLike, settings: ClusterSettings | None = None, *, quiet: bool = False
 ) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import pandas as pd
 from pydantic import Field
 
 from sepsiscope._io import save_png, write_json, write_text
+from sepsiscope._lock import writes
 from sepsiscope.data.store import FrameStore
 from sepsiscope.errors import InputError
 from sepsiscope.layout import RunLayout
@@ -50,6 +51,7 @@ class EmbedSettings(StageSettings):
     store: Path | None = None
 
 
+@writes("run_dir", "embed", create=False)
 def embed(
     run_dir: str | os.PathLike, settings: EmbedSettings | None = None, *, quiet: bool = False
 ) -> dict[str, Any]:
