@@ -48,3 +48,20 @@ def cohort(
         rows.append({"patient_id": f"p{p:02d}", "video": name, "label": label,
                      "camera": "microscan"})  # fmt: skip
     return write_manifest(root / "manifest.csv", rows), rows
+
+
+def png_claiming(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG whose header claims ``width`` x ``height`` grey pixels (a decompression bomb's
+    header; its pixel data is a few bytes, never enough to decode)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    body = zlib.compress(b"\0" * 1024)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    path.write_bytes(png)
+    return path

@@ -8,6 +8,7 @@ from fractions import Fraction
 import cv2
 import numpy as np
 import pytest
+from _ingest_media import png_claiming
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -208,3 +209,25 @@ def test_a_stray_image_beside_folders_of_frames_is_not_a_video(tmp_path):
     for i in range(10):  # ten or more loose images are a video of their own
         cv2.imwrite(str(tmp_path / f"f{i}.png"), frames[0])
     assert videos_in_folder(tmp_path)[0] == [tmp_path]
+
+
+def test_a_frame_header_claiming_huge_dimensions_is_refused_before_decoding(tmp_path):
+    import resource
+
+    folder = tmp_path / "frames"
+    write_video(folder, np.full((4, 32, 32), 100, np.uint8), 25)
+    png_claiming(folder / "frame_00002.png", 30000, 30000)  # replaces a real frame
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(VideoError, match=r"30000x30000 px \(900 megapixels\) are beyond the limit"):
+        list(iter_frames(folder))
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 100  # 900 MB would have been decoded
+
+
+def test_a_header_claiming_too_many_frames_is_refused(tmp_path, monkeypatch):
+    from sepsiscope.data import video
+
+    path = write_video(tmp_path / "v.avi", np.full((30, 32, 32), 100, np.uint8), 25)
+    monkeypatch.setattr(video, "MAX_FRAMES", 20)
+    with pytest.raises(VideoError, match=r"claims 30 frames, beyond the limit of 20"):
+        probe_video(path)

@@ -36,8 +36,37 @@ _HIGH_DEPTH_MARKERS = ("16", "12", "10", "48", "64")
 MAX_PLAUSIBLE_FPS = 1000.0
 
 
+def _limit(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.strip().isdigit() else default
+
+
+# What one input may cost, checked from headers before anything is decoded or allocated. Real
+# dark-field frames are at most a few megapixels and a recording minutes long; a header that
+# claims far more is a corrupt or hostile file (a 1 MB PNG can claim 30000 x 30000 px, 900 MB to
+# decode). Raise them with these environment variables for unusual data.
+MAX_FRAME_PIXELS = _limit("SEPSISCOPE_MAX_FRAME_PIXELS", 40_000_000)
+MAX_FRAMES = _limit("SEPSISCOPE_MAX_FRAMES", 200_000)
+
+
 class VideoError(InputError):
     """A video that cannot be read (a bad input, exit status 2); the message names the file."""
+
+
+def check_size(path: Path | str, width: int, height: int, n_frames: int = 0) -> None:
+    """Refuse a frame size or frame count beyond :data:`MAX_FRAME_PIXELS` / :data:`MAX_FRAMES`
+    (from a header, before decoding) with a :class:`VideoError` that names the limit."""
+    if width * height > MAX_FRAME_PIXELS:
+        raise VideoError(
+            f"{path}: frames of {width}x{height} px ({width * height / 1e6:.0f} megapixels) are "
+            f"beyond the limit of {MAX_FRAME_PIXELS / 1e6:.0f} megapixels; a corrupt or hostile "
+            "header? (raise SEPSISCOPE_MAX_FRAME_PIXELS for real frames this large)"
+        )
+    if n_frames > MAX_FRAMES:
+        raise VideoError(
+            f"{path}: claims {n_frames} frames, beyond the limit of {MAX_FRAMES}; a corrupt or "
+            "hostile header? (raise SEPSISCOPE_MAX_FRAMES for recordings this long)"
+        )
 
 
 @dataclass(frozen=True)
@@ -165,6 +194,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         files = image_files(path)
         if not files:
             raise VideoError(f"{path}: folder holds no image frames ({', '.join(IMAGE_SUFFIXES)})")
+        check_size(path, 1, 1, len(files))
         first = _read_image(files[0])
         depth = 16 if first.dtype == np.uint16 else 8
         h, w = first.shape
@@ -179,6 +209,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         except Exception as exc:  # tifffile raises many types for corrupt files
             raise VideoError(f"{path}: not a readable TIFF ({exc})") from exc
         n, h, w = _stack_geometry(shape)
+        check_size(path, w, h, n)
         return VideoInfo(path, kind, w, h, n, None, "tiff", 16 if dtype == np.uint16 else 8)
     try:
         with av.open(str(path)) as container:
@@ -198,6 +229,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
             depth = 16 if any(m in pix for m in _HIGH_DEPTH_MARKERS) else 8
             if not ctx.width or not ctx.height:
                 raise VideoError(f"{path}: video stream without a frame size")
+            check_size(path, ctx.width, ctx.height, int(n or 0))
             return VideoInfo(path, kind, ctx.width, ctx.height, int(n or 0), fps, ctx.name, depth)
     except av.error.FFmpegError as exc:
         raise VideoError(f"{path}: not a readable video ({exc.strerror or exc})") from exc
@@ -278,8 +310,24 @@ def _to_grey(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(grey), 0, np.iinfo(image.dtype).max).astype(image.dtype)
 
 
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from an image file's header, without decoding its pixels."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None  # our own limit (check_size) decides, with a clearer message
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except Exception as exc:  # PIL raises many types for files it cannot parse
+        raise VideoError(f"{path}: not a readable image ({type(exc).__name__})") from exc
+
+
 def _read_image(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    check_size(path, *_image_size(path))
+    try:
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise VideoError(f"{path}: not a readable image ({exc.err or exc})") from exc
     if image is None:
         raise VideoError(f"{path}: not a readable image")
     if image.ndim == 3:
@@ -316,7 +364,8 @@ def _iter_tiff(path: Path, every: int, stop: int | None) -> Iterator[tuple[int, 
 
     try:
         with tifffile.TiffFile(path) as tif:
-            n, _, _ = _stack_geometry(tif.series[0].shape)
+            n, h, w = _stack_geometry(tif.series[0].shape)
+            check_size(path, w, h, n)
             pages = tif.series[0].pages if len(tif.series[0].pages) == n else None
             if pages is None:  # one page holds the whole stack
                 stack = tif.series[0].asarray()
@@ -341,6 +390,7 @@ def _iter_container(path: Path, every: int, stop: int | None) -> Iterator[tuple[
         if not container.streams.video:
             raise VideoError(f"{path}: no video stream")
         stream = container.streams.video[0]
+        check_size(path, stream.codec_context.width or 0, stream.codec_context.height or 0)
         stream.thread_type = "AUTO"
         pix = stream.codec_context.format.name if stream.codec_context.format else ""
         fmt = "gray16le" if any(m in pix for m in _HIGH_DEPTH_MARKERS) else "gray"
