@@ -126,6 +126,28 @@ def writer_lock(folder: str | os.PathLike, what: str, *, create: bool = True) ->
         os.close(fd)  # releases the lock
 
 
+def is_locked(folder: str | os.PathLike) -> bool:
+    """Whether a process holds the write lock of ``folder`` now (this one included)."""
+    import fcntl
+
+    folder = Path(folder).resolve()
+    path = folder / LOCK_NAME
+    if folder in _held:
+        return True
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
+
+
 def writes(parameter: str, what: str | None = None, *, create: bool = True) -> Callable[[F], F]:
     """Decorate a stage function so that it holds the write lock of the folder given as its
     argument ``parameter`` while it runs (``create``: see :func:`writer_lock`)."""

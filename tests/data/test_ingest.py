@@ -18,6 +18,7 @@ from _ingest_media import cohort, vessel_frames, write_manifest
 from typer.testing import CliRunner
 
 from sepsiscope.cli import app
+from sepsiscope.data._sampling import ingest_video
 from sepsiscope.data.frame_quality import make_samples
 from sepsiscope.data.ingest import IngestSettings, ingest, store_info
 from sepsiscope.data.store import FrameStore
@@ -123,6 +124,7 @@ def test_sigkill_mid_run_leaves_a_readable_store_that_resumes_to_the_clean_resul
     n_killed = len(killed.videos)
     assert 1 <= n_killed < 6
     assert killed.read_table(killed.samples(usable_only=False)).shape[0] == 2 * n_killed
+    assert store_info(store_dir)["last_ingest"] == "cut off"
 
     resumed = ingest(manifest, store_dir, SETTINGS, quiet=True)
     assert resumed["videos_skipped"] == n_killed and resumed["videos_new"] == 6 - n_killed
@@ -134,6 +136,7 @@ def test_sigkill_mid_run_leaves_a_readable_store_that_resumes_to_the_clean_resul
         clean_store.read_table(clean_store.frames), resumed_store.read_table(resumed_store.frames)
     )
     assert not list((store_dir / "frames.zarr").glob(".tmp-*"))
+    assert store_info(store_dir)["last_ingest"] == "finished"
 
 
 def _bad_inputs(root: Path) -> list[tuple[str, str]]:
@@ -399,3 +402,28 @@ def test_a_studys_spreadsheet_without_scale_ingests_flagged(tmp_path):
                field_um=150), quiet=True)  # fmt: skip
     reasons = [f["reason"] for f in caught.value.result["failed"]]
     assert len(reasons) == 6 and all("um_per_px" in r and "camera" in r for r in reasons)
+
+
+def test_thousands_of_missing_files_are_found_before_decoding_and_summarised(tmp_path, monkeypatch):
+    from sepsiscope.data import ingest as ingest_module
+
+    manifest, rows = cohort(tmp_path, 6)
+    rows += [
+        {**rows[i % 6], "video": f"videos/gone{i}.avi"} for i in range(2000)
+    ]  # same patients and labels, files that are not there
+    write_manifest(manifest, rows)
+    writes = []
+    original = ingest_module._State.write
+    monkeypatch.setattr(ingest_module._State, "write", lambda s: writes.append(1) or original(s))
+    decoded = []
+    monkeypatch.setattr(ingest_module, "ingest_video",
+                        lambda job: decoded.append(job["video"]) or ingest_video(job))  # fmt: skip
+    with pytest.raises(PartialFailure) as caught:
+        ingest(manifest, tmp_path / "store", SETTINGS, quiet=True)
+    message = str(caught.value)
+    assert message.startswith("2000 of 2006 video(s) could not be ingested: 2000 file not found")
+    assert "gone0.avi, gone1.avi, gone2.avi and 1997 more" in message
+    assert len(decoded) == 6  # no missing file reached a decoder
+    # the tables are rewritten a few times, not once per video
+    assert len(writes) <= 3 + caught.value.result["seconds"] / ingest_module.WRITE_EVERY_S
+    assert len(store_info(tmp_path / "store")["failures"]) == 2000

@@ -144,6 +144,10 @@ def store_info_cmd(
 
     def summary(r: dict[str, Any]) -> str:
         lines = [f"store {r['store']}"]
+        if r.get("last_ingest") == "cut off":
+            lines.append("  the last ingest was cut off before its end: run it again to complete")
+        elif r.get("last_ingest") == "running":
+            lines.append("  an ingest into this store is running now")
         for name in ("patients", "videos", "frames"):
             c = r[name]
             lines.append(

@@ -60,6 +60,8 @@ SAMPLE_SETTINGS = (
     "rate_hz", "every", "size", "crop", "channel_offset_s", "optimal_duration_s", "min_duration_s",
     "field_um",
 )  # fmt: skip
+WRITE_EVERY_S = 2.0
+_WARN_FAILURES = 20  # failures listed one by one; beyond, counted by reason
 _PAUSE_ENV = "SEPSISCOPE_INGEST_PAUSE_S"  # test hook: seconds to wait after each video
 
 
@@ -219,8 +221,11 @@ def ingest(
         if len(old_frames):
             kept = old_frames[old_frames["video_id"].isin(keep)]
             state.frames = {v: f for v, f in kept.groupby("video_id", sort=False)}
+    jobs = _fail_missing_files(state, jobs)  # before any decoding: a lost disk costs seconds
     state.write()
     _ingest_jobs(state, jobs, settings.workers, quiet=quiet)
+    state.write()
+    _mark_finished(layout)
 
     result = state.summary()
     result.update(
@@ -231,13 +236,63 @@ def ingest(
     if "warning" in result:
         log.warning("%s", result["warning"])
     if state.failures:
+        failures = list(state.failures.values())
+        listed = (
+            "; ".join(f"{f['video']}: {f['reason']}" for f in failures)
+            if len(failures) <= _WARN_FAILURES
+            else summarise_failures(failures) + f" (all: `sepsiscope store info {layout.root}`)"
+        )
         exc = PartialFailure(
-            f"{len(state.failures)} of {len(table)} video(s) could not be ingested: "
-            + "; ".join(f"{f['video']}: {f['reason']}" for f in state.failures.values())
+            f"{len(failures)} of {len(table)} video(s) could not be ingested: {listed}"
         )
         exc.result = result  # type: ignore[attr-defined]
         raise exc
     return result
+
+
+def summarise_failures(failures: list[dict[str, Any]], *, examples: int = 3) -> str:
+    """Failures counted by reason, most common first, each with its first few videos."""
+    by_reason: dict[str, list[str]] = {}
+    for failure in failures:
+        kind = str(failure["reason"]).split(" (")[0].split(": ")[0]
+        by_reason.setdefault(kind, []).append(Path(str(failure["video"])).name)
+    parts = []
+    for kind, videos in sorted(by_reason.items(), key=lambda item: -len(item[1])):
+        shown = ", ".join(videos[:examples])
+        more = f" and {len(videos) - examples} more" if len(videos) > examples else ""
+        parts.append(f"{len(videos)} {kind} ({shown}{more})")
+    return "; ".join(parts)
+
+
+def _fail_missing_files(state: _State, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Record every job whose file is missing as failed at once; return the others."""
+    present = []
+    for job in jobs:
+        if os.path.exists(job["video"]):
+            present.append(job)
+        else:
+            state.failures[job["video"]] = {
+                "video": job["video"], "patient_id": job["patient_id"], "reason": "file not found"
+            }  # fmt: skip
+    missing = [job["video"] for job in jobs if job["video"] in state.failures]
+    if missing:
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        log.warning("%d of %d videos not found on disk: %s%s", len(missing), len(jobs),
+                    ", ".join(missing[:5]), more)  # fmt: skip
+    return present
+
+
+def _mark_finished(layout: StoreLayout) -> None:
+    """Record in store.json that this ingest ran to its end (``store info`` reads it)."""
+    meta = read_json(layout.meta)
+    meta.update(status="finished", finished_utc=_utc_now())
+    write_json(layout.meta, meta)
+
+
+def _utc_now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _write_header(
@@ -252,7 +307,8 @@ def _write_header(
     write_json(
         layout.meta,
         {"format_version": STORE_FORMAT_VERSION, "settings": settings.model_dump(mode="json"),
-         "manifest": str(Path(manifest).resolve()), **provenance()},
+         "manifest": str(Path(manifest).resolve()), "status": "running",
+         "started_utc": _utc_now(), **provenance()},
     )  # fmt: skip
     write_text(layout.manifest, table.drop(columns="y").to_csv(index=False))
     write_json(layout.splits, splits)
@@ -286,17 +342,24 @@ def _plan_jobs(
 def _ingest_jobs(state: _State, jobs: list[dict[str, Any]], workers: int, *, quiet: bool) -> None:
     """Run the jobs (``workers`` processes), recording each video or its failure as it ends."""
     pause = float(os.environ.get(_PAUSE_ENV, "0") or 0)
+    written = time.monotonic()
     for job, result in track(_run(jobs, workers), description="ingest", total=len(jobs),
                              quiet=quiet):  # fmt: skip
         if "reason" in result:
-            log.warning("%s: %s", job["video"], result["reason"])
+            if len(state.failures) < _WARN_FAILURES:
+                log.warning("%s: %s", job["video"], result["reason"])
             state.failures[job["video"]] = {
                 "video": job["video"], "patient_id": job["patient_id"], "reason": result["reason"]
             }  # fmt: skip
         else:
             state.videos[job["video_id"]] = result["video"]
             state.frames[job["video_id"]] = result["frames"]
-        state.write()
+        # The tables are rewritten at most every WRITE_EVERY_S (rewriting them after every video
+        # made a long manifest quadratic); a kill loses at most that much bookkeeping, and the
+        # next run redoes those videos.
+        if pause or time.monotonic() - written >= WRITE_EVERY_S:
+            state.write()
+            written = time.monotonic()
         if pause:
             time.sleep(pause)
 
@@ -440,7 +503,8 @@ def store_info(store_dir: str | os.PathLike) -> dict[str, Any]:
     ``{"total", "by_label", "by_split"}``; frames also ``usable``), quality (unusable videos and
     frames, and how many frames each Massey part rejected), failures ([{video, reason}]), splits
     ({part: [patient_id, ...]}), folds, size_bytes and raw_bytes (uint8 size of the samples),
-    unknown_scale (videos without µm/px: count and ids).
+    unknown_scale (videos without µm/px: count and ids), last_ingest ("finished", "running" or
+    "cut off").
     """
     from sepsiscope.data.store import FrameStore
 
@@ -467,7 +531,18 @@ def store_info(store_dir: str | os.PathLike) -> dict[str, Any]:
         "size_bytes": int(size),
         "raw_bytes": int(len(frames) * 3 * store.size**2),
         "unknown_scale": unknown_scale(videos),
+        "last_ingest": _last_ingest(store),
     }
+
+
+def _last_ingest(store: Any) -> str:
+    """ "finished", "running" (another process is ingesting now) or "cut off" (an ingest that
+    was killed before its end: run it again to complete the store)."""
+    from sepsiscope._lock import is_locked
+
+    if store.meta.get("status", "finished") != "running":
+        return "finished"
+    return "running" if is_locked(store.root) else "cut off"
 
 
 def unknown_scale(videos: pd.DataFrame) -> dict[str, Any]:
