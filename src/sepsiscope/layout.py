@@ -338,8 +338,19 @@ class MeasurementLayout:
     kymographs = property(lambda self: self.root / "kymographs")
     interpret = property(lambda self: InterpretLayout(self.root / "interpret"))
 
+    per_video = property(lambda self: self.root / "per_video")  # finished videos, for resuming
+
     def overlay(self, video_id: str) -> Path:
         return self.overlays / f"{video_id}.png"
+
+    def per_video_meta(self, video_id: str) -> Path:
+        return self.per_video / f"{video_id}.json"
+
+    def per_video_row(self, video_id: str) -> Path:
+        return self.per_video / f"{video_id}.video.parquet"
+
+    def per_video_vessels(self, video_id: str) -> Path:
+        return self.per_video / f"{video_id}.vessels.parquet"
 
     def kymograph(self, video_id: str) -> Path:
         return self.kymographs / f"{video_id}.png"

@@ -247,3 +247,54 @@ def test_a_folder_of_videos_is_measured_video_by_video(videos, tmp_path):
     rows = json.loads(result.stdout)["videos"]
     assert [r["video_id"] for r in rows] == ["a", "b"]
     assert rows[0]["tvd_mm_per_mm2"] == pytest.approx(rows[1]["tvd_mm_per_mm2"])
+
+
+def test_a_rerun_measures_only_what_is_missing_and_matches_a_full_run(
+    videos, tmp_path, monkeypatch
+):
+    from sepsiscope.microcirculation import measure as measure_module
+
+    root, good, _, _ = videos
+    paths = []
+    for name in ("a", "b", "c"):
+        paths.append(tmp_path / f"{name}.avi")
+        paths[-1].write_bytes(good.read_bytes())
+    manifest = tmp_path / "m.csv"
+    rows = {"patient_id": ["p1", "p2", "p3"], "video": [str(p) for p in paths],
+            "label": ["septic", "control", "septic"], "um_per_px": [1.0] * 3}  # fmt: skip
+    pd.DataFrame(rows).to_csv(manifest, index=False)
+    settings = MeasureSettings(kymographs=1)
+    measure(manifest, tmp_path / "full", settings, quiet=True)
+    full = pd.read_parquet(MeasurementLayout(tmp_path / "full").videos)
+
+    out = MeasurementLayout(tmp_path / "m")
+    measure(manifest, out.root, settings, quiet=True)
+    # as a kill after two videos leaves it: the third's kept result and every table gone
+    for path in (out.per_video_meta("c"), out.videos, out.vessels):
+        path.unlink()
+    measured = []
+    original = measure_module._safe_measure
+
+    def counted(row, *args):
+        measured.append(row["video_id"])
+        return original(row, *args)
+
+    monkeypatch.setattr(measure_module, "_safe_measure", counted)
+    measure(manifest, out.root, settings, quiet=True)
+    assert measured == ["c"]
+    again = pd.read_parquet(out.videos)
+    timing = ["seconds"]  # the one column that depends on the machine's load
+    pd.testing.assert_frame_equal(again.drop(columns=timing), full.drop(columns=timing))
+    vessels = pd.read_parquet(out.vessels)
+    assert len(vessels) == len(pd.read_parquet(MeasurementLayout(tmp_path / "full").vessels))
+
+    # another manifest into the same folder: nothing of the old videos stays beside it
+    pd.DataFrame({k: v[:1] for k, v in rows.items()}).to_csv(manifest, index=False)
+    measured.clear()
+    measure(manifest, out.root, settings, quiet=True)
+    assert measured == [] and list(pd.read_parquet(out.videos)["video_id"]) == ["a"]
+    assert sorted(p.name for p in out.overlays.iterdir()) == ["a.png"]
+    assert not out.per_video_meta("b").exists() and not out.kymograph("c").exists()
+    changed = settings.model_copy(update={"min_contrast": 0.05})
+    measure(manifest, out.root, changed, quiet=True)
+    assert measured == ["a"]  # other settings: measured again

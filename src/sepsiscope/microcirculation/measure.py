@@ -30,7 +30,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +44,7 @@ from sepsiscope._progress import track
 from sepsiscope.data.manifest import MANIFEST_SUFFIXES
 from sepsiscope.errors import InputError, PartialFailure, SepsiscopeError
 from sepsiscope.layout import MeasurementLayout, make_video_id
+from sepsiscope.microcirculation import _measure_cache as _cache
 from sepsiscope.settings import StageSettings, provenance
 
 if TYPE_CHECKING:
@@ -366,20 +367,40 @@ def measure(
     settings.save(layout.settings)
     rows = table[~unscaled].to_dict("records")
     started = time.perf_counter()
-    if settings.workers > 1 and len(rows) > 1:
-        with ProcessPoolExecutor(min(settings.workers, len(rows))) as pool:
-            futures = [pool.submit(_safe_measure, r, str(layout.root), settings) for r in rows]
-            results = [f.result() for f in track(futures, description="measure", quiet=quiet)]
-    else:
-        results = [
-            _safe_measure(r, str(layout.root), settings)
-            for r in track(rows, description="measure", quiet=quiet)
-        ]
-    done = [r for r in results if "error" not in r]
-    failures = refused + [
-        {"video": r["video"]["video"], "reason": r["error"]} for r in results if "error" in r
-    ]
-    return _write_outputs(layout, done, failures, settings, time.perf_counter() - started)
+    gone = _cache.prune(layout, set(table["video_id"]))
+    if gone:
+        log.info("%s: removed the results of %d videos not in this input", layout.root, len(gone))
+    keys = {r["video_id"]: _cache.video_key(r, settings) for r in rows}
+    done = {}
+    for r in rows:
+        previous = _cache.load_done(layout, r, keys[r["video_id"]])
+        if previous is not None:
+            done[r["video_id"]] = previous
+    todo = [r for r in rows if r["video_id"] not in done]
+    if done:
+        log.info("%s: %d videos already measured, %d to do", layout.root, len(done), len(todo))
+    failures = list(refused)
+    for row, result in track(_measure_all(todo, layout, settings), description="measure",
+                             total=len(todo), quiet=quiet):  # fmt: skip
+        if "error" in result:
+            failures.append({"video": row["video"], "reason": result["error"]})
+        else:
+            _cache.save_done(layout, result, keys[row["video_id"]])
+            done[row["video_id"]] = result
+    ordered = [done[r["video_id"]] for r in rows if r["video_id"] in done]
+    return _write_outputs(layout, ordered, failures, settings, time.perf_counter() - started)
+
+
+def _measure_all(rows: list[dict[str, Any]], layout: MeasurementLayout, settings: MeasureSettings):
+    """Yield ``(row, result)`` as each video finishes, here or in ``settings.workers`` processes."""
+    if settings.workers <= 1 or len(rows) <= 1:
+        for row in rows:
+            yield row, _safe_measure(row, str(layout.root), settings)
+        return
+    with ProcessPoolExecutor(min(settings.workers, len(rows))) as pool:
+        futures = {pool.submit(_safe_measure, r, str(layout.root), settings): r for r in rows}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
 
 
 def _write_outputs(layout, done, failures, settings, seconds) -> dict[str, Any]:
@@ -401,6 +422,12 @@ def _write_outputs(layout, done, failures, settings, seconds) -> dict[str, Any]:
     if failures:
         write_text(layout.failures, pd.DataFrame(failures).to_csv(index=False))
         files["failures"] = str(layout.failures)
+    # every table is this input's alone: one that has no rows now is removed, not left from before
+    written = {Path(f).with_suffix("") for f in files.values()}
+    for path in (layout.videos, layout.vessels, layout.patients, layout.failures):
+        if path.with_suffix("") not in written:
+            for stale in (path.with_suffix(".parquet"), path.with_suffix(".csv")):
+                stale.unlink(missing_ok=True)
     per_video = []
     for r in done:
         v = r["video"]
