@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -21,6 +22,11 @@ def _current_umask() -> int:
 
 
 _UMASK = _current_umask()
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for the errors of a full disk or an exhausted quota (ENOSPC, EDQUOT)."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from sepsiscope import __version__
-from sepsiscope._io import to_json
+from sepsiscope._io import is_disk_full, to_json
 from sepsiscope.errors import SepsiscopeError
 
 app = typer.Typer(
@@ -113,6 +113,18 @@ def run_stage(fn: Callable[[], dict[str, Any]], *, as_json: bool, summary: Calla
             typer.echo(to_json({"error": str(exc), "exit_code": exc.exit_code}))
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        message = (
+            f"the disk is full (writing {exc.filename or 'a file'}): free some space, then run "
+            "the same command again. What was written is whole (every file is written to a "
+            "temporary name and renamed), and the stage resumes where it stopped"
+        )
+        if as_json:
+            typer.echo(to_json({"error": message, "exit_code": 1}))
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(to_json(result) if as_json else summary(result))
     return result
 

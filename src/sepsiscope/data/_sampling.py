@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sepsiscope._io import is_disk_full
 from sepsiscope.data import frame_quality as fq
 from sepsiscope.data.store import write_sample_array
 from sepsiscope.data.video import VideoError, iter_frames, probe_video, resolve_fps, to_uint8
@@ -99,6 +100,8 @@ def ingest_video(job: dict[str, Any]) -> dict[str, Any]:
     except MemoryError:
         return {"reason": "out of memory while decoding"}
     except Exception as exc:  # one odd file must never cost the other videos
+        if is_disk_full(exc):
+            raise  # not this video's fault: every one after it would fail too
         return {"reason": f"cannot be ingested ({type(exc).__name__}: {exc})"}
 
 

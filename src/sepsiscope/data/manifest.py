@@ -243,7 +243,14 @@ def _labels(table: pd.DataFrame, patient: pd.Series, problems: list[str]) -> pd.
 def _video_paths(folder: Path, video: pd.Series, problems: list[str]) -> pd.Series:
     """Absolute video paths (relative ones resolved against ``folder``); duplicates go into
     ``problems``."""
-    absolute = [str((folder / Path(v).expanduser()).resolve()) if v else "" for v in video.tolist()]
+    bad = [i for i in video.index if "\x00" in video[i]]
+    if bad:  # no file system takes a NUL in a name
+        rows = [f"row {i + 2}" for i in bad]
+        problems.append(f"video path with a NUL character: {_listing(rows)}")
+    absolute = [
+        str((folder / Path(v).expanduser()).resolve()) if v and "\x00" not in v else ""
+        for v in video.tolist()
+    ]
     absolute = pd.Series(absolute, index=video.index)
     duplicated = absolute[(absolute != "") & absolute.duplicated(keep=False)]
     if len(duplicated):

@@ -63,7 +63,11 @@ def write_sample_array(layout: StoreLayout, video_id: str, samples: np.ndarray) 
         compressors=zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"),
         zarr_format=3,
     )
-    array[:] = samples
+    try:
+        array[:] = samples
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed write (a full disk) leaves nothing
+        raise
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)

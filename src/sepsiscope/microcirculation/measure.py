@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from sepsiscope._io import write_json, write_table, write_text
+from sepsiscope._io import is_disk_full, write_json, write_table, write_text
 from sepsiscope._lock import writes
 from sepsiscope._progress import track
 from sepsiscope.data.manifest import MANIFEST_SUFFIXES
@@ -320,6 +320,8 @@ def _safe_measure(row: dict[str, Any], out_dir: str, settings: MeasureSettings):
     except SepsiscopeError as exc:
         return {"error": str(exc), "video": row}
     except (MemoryError, ValueError, OSError) as exc:
+        if is_disk_full(exc):
+            raise  # not this video's fault: every one after it would fail too
         return {"error": f"{row['video']}: {type(exc).__name__}: {exc}", "video": row}
 
 
