@@ -90,3 +90,28 @@ def test_export_cli_json_and_auto_backend(tmp_path):
     with pytest.raises(InputError, match="other weights"):
         load_backend(run, "onnx")
     assert load_backend(run, "auto").name == "fp32"
+
+
+def test_model_files_that_claim_other_settings_name_what_differs(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from sepsiscope._io import read_json, write_json
+    from sepsiscope.classifier.inference import load_classifier
+
+    run = make_run(tmp_path / "run")
+    layout = RunLayout(run)
+    assert CliRunner().invoke(app, ["export", str(run)]).exit_code == 0
+    saved = read_json(layout.model_settings)
+    saved["sampling"] = {**saved["sampling"], "size": SIZE * 2}  # the run now says other samples
+    write_json(layout.model_settings, saved)
+    with pytest.raises(InputError, match=rf"model.onnx does not match .*size {SIZE} in the file, "
+                       rf"{SIZE * 2} in the run"):  # fmt: skip
+        load_backend(run, "onnx")
+    state = tiny_model().state_dict()
+    state["fc.weight"] = torch.zeros(1, 64)  # another head
+    del state["conv1.weight"]
+    save_file(state, str(layout.model))
+    differs = r"missing conv1.weight; fc.weight is \(1, 64\), not \(1, 128\)"
+    with pytest.raises(InputError, match=rf"model.safetensors: .*SepsisNet classifier \({differs}"):
+        load_classifier(run)

@@ -246,12 +246,37 @@ def load_backend(
                 f"{layout.onnx} was exported from other weights than {layout.model}; "
                 "run `sepsiscope export RUN` again"
             )
+        _check_export_claims(layout, backend)
         return backend
     model, input_mode, _ = _run_model(run_dir)
     precision = "bf16" if name == "bf16" else "fp32"
     return TorchBackend(
         model, input_mode=input_mode, precision=precision, device=device, batch_size=batch_size
     )
+
+
+def _check_export_claims(layout: RunLayout, backend: OnnxBackend) -> None:
+    """An export's claimed input mode and sample size (its metadata and input shape) must be the
+    run's: a mismatch names the file and what differs."""
+    saved = layout.saved_training()
+    want = {
+        "input_mode": saved.get("settings", {}).get("input_mode"),
+        "size": saved.get("sampling", {}).get("size"),
+    }
+    shape = backend.session.get_inputs()[0].shape  # ["n", 3, S, S]
+    have = {"input_mode": backend.metadata.get("input_mode"), "size": backend.metadata.get("size")}
+    if isinstance(shape[-1], int):
+        have["size"] = shape[-1]
+    differs = [
+        f"{key} {have[key]} in the file, {want[key]} in the run"
+        for key in want
+        if want[key] is not None and have[key] is not None and str(have[key]) != str(want[key])
+    ]
+    if differs:
+        raise InputError(
+            f"{layout.onnx} does not match {layout.root}: {'; '.join(differs)}; "
+            "run `sepsiscope export RUN` again"
+        )
 
 
 def _onnx_current(layout: RunLayout) -> bool:

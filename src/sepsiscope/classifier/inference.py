@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -39,12 +39,38 @@ def load_model_file(path: str | os.PathLike, model: SepsisNet) -> SepsisNet:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputError(f"{path}: not a safetensors model file ({exc})") from exc
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise InputError(f"{path}: does not hold a SepsisNet classifier ({first})") from exc
+    differs = state_dict_differences(model.state_dict(), state)
+    if differs:
+        raise InputError(f"{path}: does not hold a SepsisNet classifier ({differs})")
+    model.load_state_dict(state, strict=True)
     return model
+
+
+def state_dict_differences(
+    expected: dict[str, Any], found: dict[str, Any], *, shown: int = 3
+) -> str:
+    """What keeps ``found`` from loading into a model with ``expected`` weights: missing and
+    unexpected names, and shapes that differ ("" when it fits)."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    shapes = [
+        f"{k} is {tuple(found[k].shape)}, not {tuple(expected[k].shape)}"
+        for k in sorted(set(expected) & set(found))
+        if tuple(found[k].shape) != tuple(expected[k].shape)
+    ]
+
+    def listed(names: list[str]) -> str:
+        more = f" and {len(names) - shown} more" if len(names) > shown else ""
+        return ", ".join(names[:shown]) + more
+
+    parts = []
+    if missing:
+        parts.append(f"missing {listed(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {listed(unexpected)}")
+    if shapes:
+        parts.append(listed(shapes))
+    return "; ".join(parts)
 
 
 def load_classifier(run_dir: str | os.PathLike) -> tuple[SepsisNet, TrainSettings]:
