@@ -267,9 +267,11 @@ def _check_tables(tables: dict[str, pd.DataFrame], store: FrameStore) -> None:
 
 def _check_resume(layout: RunLayout, settings: TrainSettings, resume: bool, overwrite: bool):
     last = layout.checkpoints / "last.ckpt"
+    if resume and not last.exists():
+        # killed before its first checkpoint: nothing to continue, so say so and start over
+        log.warning("%s: no checkpoint to resume from: training from the start", layout.root)
+        resume, overwrite = False, True
     if resume:
-        if not last.exists():
-            raise InputError(f"{last}: no checkpoint to resume from; train without --resume")
         try:
             rebase_checkpoint(last)  # a copied run resumes from its own files, not the original's
         except InputError as exc:

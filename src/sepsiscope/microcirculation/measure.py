@@ -149,7 +149,7 @@ def _measure_one(row: dict[str, Any], out_dir: str, settings: MeasureSettings) -
     from sepsiscope.microcirculation import FlowCriteria, QualityCriteria, analyse_video
 
     started = time.perf_counter()
-    frames, white, fps, (scale_y, scale_x) = _read_frames(row, settings)
+    frames, white, fps, (scale_y, scale_x), total_frames = _read_frames(row, settings)
     um_per_px = float(row["um_per_px"])
     analysed_um_per_px = um_per_px * (scale_x + scale_y) / 2
     analysis = analyse_video(
@@ -180,6 +180,10 @@ def _measure_one(row: dict[str, Any], out_dir: str, settings: MeasureSettings) -
         "fps": fps,
         "n_frames": len(frames),
         "duration_s": len(frames) / fps,
+        # the consensus asks which part of a clip was scored: the first max_seconds of it
+        "analysed_start_s": 0.0,
+        "analysed_end_s": len(frames) / fps,
+        "video_duration_s": total_frames / fps if total_frames > 0 else float("nan"),
         "status": "ok" if analysis.accepted else "rejected",
         "quality_flags": ";".join(analysis.quality_flags),
         "message": "; ".join(analysis.quality_messages + analysis.warning_messages),
@@ -195,9 +199,11 @@ def _measure_one(row: dict[str, Any], out_dir: str, settings: MeasureSettings) -
 
 def _read_frames(
     row: dict[str, Any], settings: MeasureSettings
-) -> tuple[np.ndarray, int, float, tuple[float, float]]:
+) -> tuple[np.ndarray, int, float, tuple[float, float], int]:
     """The first ``max_seconds`` of a video as a grey stack (shrunk to ``finest_um_per_px``),
-    its white level, its frame rate (frames/s) and the original pixels per analysed pixel."""
+    its white level, its frame rate (frames/s), the original pixels per analysed pixel and the
+    whole video's frame count (0 when unknown). Only those seconds are decoded and held, so
+    memory does not grow with the video's length."""
     from sepsiscope.data.frame_quality import peek_white_level
     from sepsiscope.data.video import iter_frames, probe_video, resolve_fps
 
@@ -214,7 +220,7 @@ def _read_frames(
         (frame for _, frame in decoded), (info.height, info.width), shrink=shrink,
         capacity=min(stop, info.n_frames) if info.n_frames > 0 else stop, source=row["video"],
     )  # fmt: skip
-    return frames, white, fps, scale
+    return frames, white, fps, scale, info.n_frames
 
 
 def _save_figures(

@@ -28,6 +28,8 @@ from sepsiscope.representations._reconstruction_quality import (
     ssim_per_image,
 )
 
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
     from sepsiscope.representations.autoencode import AutoencodeSettings
 
@@ -187,6 +189,8 @@ def fit(
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     ckpt = layout.last_checkpoint if resume and layout.last_checkpoint.exists() else None
+    if resume and ckpt is None:
+        log.warning("%s: no checkpoint to resume from: training from the start", layout.root)
     if ckpt is not None:
         rebase_checkpoint(ckpt)  # a copied run resumes from its own files, not the original's
     if ckpt is None:  # a fresh start must not mix with an earlier run's epochs
