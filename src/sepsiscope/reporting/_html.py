@@ -213,6 +213,7 @@ tbody tr:nth-child(even){background:#fafbfc}
 .kvs .scroll{max-height:none}
 figure{margin:8px 0;max-width:560px}
 .gallery img{max-height:440px;width:auto}
+.gallery figure.wide img{max-height:none}
 figure.wide{max-width:100%}
 figure img{max-width:100%;border:1px solid #e1e5ea;border-radius:4px;background:#fff}
 figcaption{font-size:.82em;color:#55606e;word-break:break-all}

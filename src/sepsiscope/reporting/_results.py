@@ -204,7 +204,9 @@ def _measure_figures(folder: Path, table: pd.DataFrame, max_images: int) -> str:
             path = folder / sub / f"{row.video_id}.png"
             if path.exists() and shown < min(2, max_images):
                 text = f"{row.video_id} ({getattr(row, 'label', '')}): {caption}"
-                items.append(H.image(H.png_file_bytes(path), text))
+                # an overlay at the video's own resolution: a reader must see each capillary
+                data = path.read_bytes() if sub == "overlays" else H.png_file_bytes(path)
+                items.append(H.image(data, text, wide=sub == "overlays"))
                 shown += 1
     return ("<h3>Vessels and flow of a few videos</h3>" + H.gallery(items)) if items else ""
 
