@@ -187,6 +187,10 @@ class RunLayout:
     roc_figure = property(lambda self: self.evaluation / "roc.png")
     confusion_figure = property(lambda self: self.evaluation / "confusion.png")
     reliability_figure = property(lambda self: self.evaluation / "reliability.png")
+    reliability_calibrated_figure = property(
+        lambda self: self.evaluation / "reliability_calibrated.png"
+    )
+    calibration = property(lambda self: self.classifier / "calibration.json")  # temperature
 
     # folds/ and crossval/ (sepsiscope crossval)
     folds = property(lambda self: self.root / "folds")

@@ -162,8 +162,17 @@ def test_evaluate_end_to_end_writes_metrics_tables_figures(trained_run):
     expected = video_means.groupby("patient_id").mean()
     got = patients.set_index("patient_id")["probability"]
     assert np.allclose(got.sort_index(), expected.sort_index())
-    for png in (run.roc_figure, run.confusion_figure, run.reliability_figure):
+    for png in (run.roc_figure, run.confusion_figure, run.reliability_figure,
+                run.reliability_calibrated_figure):  # fmt: skip
         assert png.read_bytes()[:8] == PNG_MAGIC
+    # calibration: a temperature fitted on validation, Brier and ECE before and after, per level
+    temperature = json.loads(run.calibration.read_text())["temperature"]
+    assert metrics["calibration"]["temperature"] == temperature > 0
+    assert summary["calibration"]["temperature"] == temperature
+    for level in LEVELS:
+        assert {"brier_before", "brier_after", "ece_before", "ece_after"} <= set(
+            metrics["calibration"][level]
+        )
 
 
 @pytest.mark.slow
@@ -203,6 +212,11 @@ def test_crossval_gives_every_patient_one_out_of_fold_score(store_dir):
     for level in LEVELS:
         assert {"mean", "std", "min", "max", "n_folds"} <= set(metrics["folds"][level]["auc"])
         assert {"value", "interval"} <= set(metrics["pooled"][level]["auc"])
+        assert {"brier_before", "ece_after"} <= set(metrics["calibration"][level])
+    # calibrated out of fold: each fold's temperature is the one its own evaluation fitted
+    fold_t = [json.loads(layout.fold(i).calibration.read_text())["temperature"]
+              for i in range(len(folds))]  # fmt: skip
+    assert metrics["calibration"]["temperature_by_fold"] == pytest.approx(fold_t)
     # Finished folds are kept: a second call trains nothing and gives the same figures.
     model_time = layout.fold(0).model.stat().st_mtime_ns
     again = runner.invoke(app, args)

@@ -27,6 +27,7 @@ from pydantic import Field
 from sepsiscope._io import read_json, write_json, write_table
 from sepsiscope._lock import writes
 from sepsiscope.classifier import scores as M
+from sepsiscope.classifier.calibration import compare_calibration, scale
 from sepsiscope.classifier.evaluate import EvaluateSettings, evaluate
 from sepsiscope.data.store import FrameStore
 from sepsiscope.errors import InputError
@@ -86,7 +87,8 @@ def crossval(
                 "another store or split (use --overwrite)"
             )
         threshold = document["threshold"]["threshold"]
-        oof.append(frames.assign(fold=i, threshold=threshold))
+        temperature = document.get("calibration", {}).get("temperature", 1.0)  # older folds: 1
+        oof.append(frames.assign(fold=i, threshold=threshold, temperature=temperature))
         per_fold.append({level: document[level] for level in M.LEVELS})
         if document.get("baseline") and "patient" in document["baseline"]:
             baselines.append({level: document["baseline"][level] for level in M.LEVELS})
@@ -95,9 +97,20 @@ def crossval(
     pooled, tables = _pool(oof_frames, settings.evaluate)
     missing = sorted(set(map(str, sum(fold_lists, []))) - set(tables["patient"]["patient_id"]))
     summary = M.summarise_folds(per_fold)
+    # each patient's probability scaled by its own fold's temperature, fitted on that fold's
+    # validation patients: never on the patients it is judged on
+    p, temperature = oof_frames["probability"].to_numpy(), oof_frames["temperature"].to_numpy()
+    scaled = oof_frames.assign(probability=scale(p, temperature))
+    calibration = compare_calibration(
+        oof_frames[list(M.PREDICTION_COLUMNS)],
+        scaled[list(M.PREDICTION_COLUMNS)],
+        video_rule=settings.evaluate.video_rule,
+    )
+    calibration["temperature_by_fold"] = oof_frames.groupby("fold")["temperature"].first().tolist()
     document = {
         "folds": summary,
         "pooled": pooled,
+        "calibration": calibration,
         "per_fold": per_fold,
         "baseline_folds": M.summarise_folds(baselines) if baselines else None,
         "n_folds": len(fold_lists),

@@ -31,6 +31,7 @@ from sepsiscope._lock import writes
 from sepsiscope.classifier import scores as M
 from sepsiscope.classifier._figures import confusion_figure, reliability_figure, roc_figure
 from sepsiscope.classifier.baseline import DEFAULT_FEATURES, baseline_predictions
+from sepsiscope.classifier.calibration import calibration_report, fit_temperature, scale
 from sepsiscope.data.splits import split_tables
 from sepsiscope.data.store import FrameStore
 from sepsiscope.errors import InputError
@@ -185,6 +186,9 @@ def evaluate(
         )
     )
     result, chosen, level_tables = judge(eval_frames, val_frames, settings)
+    # fitted on validation, judged on the evaluated split (the same one for --split val)
+    temperature = fit_temperature(val_frames["probability"], val_frames["y"])
+    calibration = calibration_report(eval_frames, temperature, video_rule=settings.video_rule)
     notes = _notes(eval_frames, settings, split_by)
     baseline, baseline_tables = None, None
     if settings.baseline:
@@ -202,9 +206,20 @@ def evaluate(
             frame_threshold=settings.frame_threshold,
             confidence=settings.confidence,
         )
+    result["calibration"] = calibration
     figures = _write_outputs(
         layout, settings, result, chosen, level_tables, baseline, baseline_tables, notes, split_by
     )
+    calibrated = M.level_tables(
+        eval_frames.assign(probability=scale(eval_frames["probability"], temperature)),
+        video_rule=settings.video_rule,
+    )
+    figures.append(reliability_figure(
+        calibrated, layout.reliability_calibrated_figure, split=settings.split,
+        note=f"temperature-scaled, T = {temperature:.2f} fitted on val",
+    ))  # fmt: skip
+    write_json(layout.calibration, {"temperature": temperature, "fitted_on": "val frames",
+                                    "n_frames": len(val_frames), **provenance()})  # fmt: skip
     for text in notes:
         log.warning(text)
     return _summary(layout, settings, result, chosen, baseline, figures, notes)
@@ -302,6 +317,10 @@ def _summary(
         "network_minus_baseline_patient_auc": (
             _short(baseline["network_minus_baseline"]["patient"]["auc"]) if compared else None
         ),
+        "calibration": {
+            "temperature": result["calibration"]["temperature"],
+            **{f"patient_{k}": v for k, v in result["calibration"]["patient"].items() if k != "n"},
+        },
         "notes": notes,
     }
 

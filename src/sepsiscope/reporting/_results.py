@@ -14,6 +14,7 @@ from sepsiscope._io import read_json, read_table
 from sepsiscope.classifier.scores import LEVELS, METRICS
 from sepsiscope.layout import MeasurementLayout
 from sepsiscope.reporting import _html as H
+from sepsiscope.reporting import _sections as S
 from sepsiscope.reporting._sections import CLASS_COLOURS, Context, _interval, mpl
 
 # consensus metrics shown by class, in this order, when the measurement table has them
@@ -67,6 +68,12 @@ def crossval(ctx: Context) -> tuple[str, bool]:
                 "training patients; mean ± SD over folds."
             )
         )
+    if isinstance(document.get("calibration"), dict):
+        parts.append(S.calibration_table(
+            document["calibration"],
+            "each patient by its fold's own temperature, fitted on that fold's validation "
+            "patients, never on the patients it is judged on",
+        ))  # fmt: skip
     per_fold = document.get("per_fold") or []
     if per_fold:
         rows = [

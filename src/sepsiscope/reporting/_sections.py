@@ -381,13 +381,48 @@ def evaluation(ctx: Context) -> tuple[str, bool]:
                 "contrast, sharpness), fitted on the same training patients."
             )
         )
+    if isinstance(metrics.get("calibration"), dict):
+        temperature = metrics["calibration"].get("temperature")
+        parts.append(calibration_table(
+            metrics["calibration"],
+            f"temperature T = {temperature:.2f}, fitted on the validation frames"
+            if isinstance(temperature, int | float) else "",
+        ))  # fmt: skip
     details = {k: metrics[k] for k in ("split", "split_by", "threshold", "n") if k in metrics}
     if details:
         parts.append("<h3>Details</h3>" + H.key_values(details))
-    order = {"roc.png": 0, "reliability.png": 1, "confusion.png": 2}
+    order = {
+        "roc.png": 0,
+        "reliability.png": 1,
+        "reliability_calibrated.png": 2,
+        "confusion.png": 3,
+    }
     files = sorted(_pngs(folder, ctx.max_images), key=lambda p: (order.get(p.name, 9), p.name))
     parts.append(_png_gallery(folder, files))
     return "".join(parts), True
+
+
+def calibration_table(calibration: dict[str, Any], how: str) -> str:
+    """Brier score and expected calibration error before and after temperature scaling."""
+    rows = [
+        {"level": level, "n": entry.get("n"),
+         "Brier before": entry.get("brier_before"), "Brier after": entry.get("brier_after"),
+         "ECE before": entry.get("ece_before"), "ECE after": entry.get("ece_after")}
+        for level in reversed(LEVELS)
+        if isinstance(entry := calibration.get(level), dict)
+    ]  # fmt: skip
+    if not rows:
+        return ""
+    return (
+        "<h3>Calibration</h3>"
+        + H.table(pd.DataFrame(rows))
+        + H.note(
+            "How far the probabilities can be read as risks: Brier score (mean squared error, "
+            "0 best) and expected calibration error (ECE, 10 bins) of the network's "
+            f"probabilities, and after temperature scaling ({how}). Scaling keeps every ranking "
+            "(AUC) and decision; only the probabilities' scale changes."
+        )
+    )
 
 
 def _stage_folders(folder: Path) -> list[Path]:
