@@ -55,6 +55,10 @@ def test_file_prediction_counts_gate_and_rolling_mean(media):
     assert result["verdict"] == expected and result["threshold"] == 0.5
     assert (media["run"] / "predictions" / "a" / "frames.csv").exists()
     assert result["scale_known"] is False and result["um_per_px"] is None  # flagged
+    augmented = predict(media["run"], media["video"], PredictSettings(**FAST, tta=True),
+                        quiet=True)  # fmt: skip
+    assert augmented["backend"].endswith("+tta") and 0 <= augmented["probability"] <= 1
+    assert augmented["frames_used"] == result["frames_used"]
     # a stricter threshold flips the verdict, consistently
     strict = predict(media["run"], media["video"],
                      PredictSettings(**FAST, threshold=min(1.0, result["probability"] + 1e-3)),

@@ -69,3 +69,24 @@ def test_report_by_level_on_a_prediction_table():
     assert (report["frame"]["n"], report["video"]["n"], report["patient"]["n"]) == (600, 120, 60)
     for level in ("frame", "video", "patient"):
         assert set(report[level]) == {"n", "brier_before", "brier_after", "ece_before", "ece_after"}
+
+
+def test_test_time_augmentation_averages_the_eight_views():
+    from sepsiscope.classifier.inference import dihedral_views, with_tta
+
+    rng = np.random.default_rng(0)
+    samples = rng.integers(0, 255, (3, 3, 8, 8), dtype=np.uint8)
+    views = dihedral_views(samples)
+    assert views.shape == (24, 3, 8, 8)
+    np.testing.assert_array_equal(views[:3], samples)  # the first view is the sample itself
+    assert len({v.tobytes() for v in views[::3]}) == 8  # 8 different views of one sample
+
+    def top_left(x: np.ndarray) -> np.ndarray:  # a "network" that cares about orientation
+        return x[:, 0, :4, :4].mean(axis=(1, 2)) / 255
+
+    flipped = np.ascontiguousarray(samples[..., ::-1])
+    turned = np.ascontiguousarray(np.rot90(samples, 1, axes=(2, 3)))
+    assert not np.allclose(top_left(samples), top_left(flipped))
+    np.testing.assert_allclose(with_tta(top_left, samples), with_tta(top_left, flipped), atol=1e-6)
+    np.testing.assert_allclose(with_tta(top_left, samples), with_tta(top_left, turned), atol=1e-6)
+    assert with_tta(top_left, samples[:0]).shape == (0,)

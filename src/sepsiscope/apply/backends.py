@@ -210,6 +210,19 @@ class OnnxBackend:
         return prob.astype(np.float32)
 
 
+class TTABackend:
+    """Any back end averaged over the 8 flips and quarter turns of each sample (8x its cost)."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.name = f"{getattr(inner, 'name', '?')}+tta"
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        from sepsiscope.classifier.inference import with_tta
+
+        return with_tta(self.inner, samples)
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file (ties an export to the weights it came from)."""
     digest = hashlib.sha256()

@@ -33,7 +33,7 @@ from sepsiscope._io import write_json, write_table, write_text
 from sepsiscope._progress import track
 from sepsiscope.apply._runinfo import RunInfo, load_run
 from sepsiscope.apply._streaming import Update, stream_predictions
-from sepsiscope.apply.backends import BACKENDS, load_backend
+from sepsiscope.apply.backends import BACKENDS, TTABackend, load_backend
 from sepsiscope.apply.sources import LiveSource, camera_frames, file_frames, is_live_spec
 from sepsiscope.data._sampling import SamplingPlan
 from sepsiscope.data.manifest import MANIFEST_SUFFIXES
@@ -74,6 +74,7 @@ class PredictSettings(StageSettings):
     confidence: float = Field(0.95, gt=0, lt=1)
     threshold: float | None = Field(None, ge=0, le=1, description="override the run's threshold")
     quality_gate: bool = True
+    tta: bool = Field(False, description="average each sample over its 8 flips and turns (8x)")
     threads: int | None = Field(None, ge=1, description="CPU threads (default: 1 live, else all)")
     annotate: Path | None = Field(None, description="annotated .mp4 (a folder for many videos)")
     out: Path | None = Field(None, description="output folder; default RUN/predictions")
@@ -378,6 +379,8 @@ def _predict_all(
     backend = load_backend(
         run_dir, settings.backend, device=settings.device, batch_size=settings.batch_size
     )
+    if settings.tta:
+        backend = TTABackend(backend)
     out_root = Path(settings.out) if settings.out else RunLayout(run_dir).predictions
     # A file or a camera gives one result; a folder or manifest always the list form, even of one.
     single = len(items) == 1 and not (Path(source).is_dir() or _is_manifest(source))

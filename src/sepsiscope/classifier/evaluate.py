@@ -60,6 +60,7 @@ class EvaluateSettings(StageSettings):
     baseline_features: tuple[str, ...] = DEFAULT_FEATURES
     batch_size: int = Field(64, ge=1)
     store: Path | None = Field(None, description="the frame store; default: the run's own")
+    tta: bool = Field(False, description="average each sample over its 8 flips and turns")
 
 
 # --- glue to the classifier (train.py / inference.py) --------------------------------------------
@@ -74,14 +75,20 @@ def _split_tables(store: FrameStore, train_settings: Any, names: list[str]) -> d
 
 
 def predict_frames(
-    model: Any, train_settings: Any, store: FrameStore, table: pd.DataFrame, *, batch_size: int
+    model: Any,
+    train_settings: Any,
+    store: FrameStore,
+    table: pd.DataFrame,
+    *,
+    batch_size: int,
+    tta: bool = False,
 ) -> pd.DataFrame:
     """Per-frame prediction table (patient_id, video_id, frame_index, y, probability, split)."""
     from sepsiscope.classifier.inference import predict_store
 
     if len(table) == 0:
         return pd.DataFrame(columns=[*M.PREDICTION_COLUMNS, "split"])
-    predicted = predict_store(model, train_settings, store, table, batch_size=batch_size)
+    predicted = predict_store(model, train_settings, store, table, batch_size=batch_size, tta=tta)
     out = table[["patient_id", "video_id", "frame_index", "y", "split"]].reset_index(drop=True)
     out["probability"] = predicted["probability"].to_numpy(dtype=float)
     return out[[*M.PREDICTION_COLUMNS, "split"]]
@@ -176,14 +183,12 @@ def evaluate(
     split_by = getattr(train_settings, "split_by", "patient")
     names = list(dict.fromkeys(["train", "val", settings.split]))
     tables = _split_tables(store, train_settings, names)
-    val_frames = predict_frames(model, train_settings, store, tables["val"],
-                                batch_size=settings.batch_size)  # fmt: skip
+    options = {"batch_size": settings.batch_size, "tta": settings.tta}
+    val_frames = predict_frames(model, train_settings, store, tables["val"], **options)
     eval_frames = (
         val_frames
         if settings.split == "val"
-        else predict_frames(
-            model, train_settings, store, tables[settings.split], batch_size=settings.batch_size
-        )
+        else predict_frames(model, train_settings, store, tables[settings.split], **options)
     )
     result, chosen, level_tables = judge(eval_frames, val_frames, settings)
     # fitted on validation, judged on the evaluated split (the same one for --split val)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -137,6 +138,25 @@ def infer(
     return p, f
 
 
+def dihedral_views(samples: np.ndarray) -> np.ndarray:
+    """The 8 flips and quarter turns of ``(n, C, S, S)`` samples, stacked ``(8 n, C, S, S)``
+    (view-major: the first n are the samples themselves)."""
+    views = []
+    for flipped in (samples, samples[..., ::-1]):
+        views += [np.rot90(flipped, k, axes=(2, 3)) for k in range(4)]
+    return np.ascontiguousarray(np.concatenate(views))
+
+
+def with_tta(score: Callable[[np.ndarray], np.ndarray], samples: np.ndarray) -> np.ndarray:
+    """Test-time augmentation: ``score`` (uint8 samples -> probabilities) averaged over the 8
+    flips and quarter turns of each sample. A vessel pattern has no up or left, so each view is
+    as likely as the original; 8x the cost."""
+    if len(samples) == 0:
+        return np.asarray(score(samples), dtype=np.float32)
+    probs = np.asarray(score(dihedral_views(np.asarray(samples))), dtype=np.float32)
+    return probs.reshape(8, len(samples)).mean(axis=0)
+
+
 def predict_store(
     model: SepsisNet,
     settings: TrainSettings,
@@ -146,19 +166,23 @@ def predict_store(
     batch_size: int = 64,
     precision: str = "auto",
     chunk_frames: int = 2048,
+    tta: bool = False,
 ) -> pd.DataFrame:
     """Per-frame probabilities for store frame rows ``table``.
 
     Returns a copy of ``table`` (index reset) with a ``probability`` column (septic, float).
-    Samples are read ``chunk_frames`` at a time, so any store size fits in memory.
+    Samples are read ``chunk_frames`` at a time, so any store size fits in memory. ``tta``:
+    averaged over the 8 flips and turns (:func:`with_tta`).
     """
     out = table.reset_index(drop=True).copy()
     probs = np.zeros(len(out), np.float32)
+
+    def score(samples: np.ndarray) -> np.ndarray:
+        return infer(model, samples, input_mode=settings.input_mode, batch_size=batch_size,
+                     precision=precision)  # fmt: skip
+
     for start in range(0, len(out), chunk_frames):
         samples = store.read_table(out.iloc[start : start + chunk_frames])
-        probs[start : start + len(samples)] = infer(
-            model, samples, input_mode=settings.input_mode, batch_size=batch_size,
-            precision=precision,
-        )  # fmt: skip
+        probs[start : start + len(samples)] = with_tta(score, samples) if tta else score(samples)
     out["probability"] = probs
     return out

@@ -66,6 +66,9 @@ def predict_cmd(
     threads: Annotated[
         int | None, typer.Option("--threads", help="CPU threads for inference (1: steadiest live).")
     ] = None,
+    tta: Annotated[
+        bool, typer.Option("--tta", help="Average each sample over its 8 flips and turns (8x).")
+    ] = False,
     config: ConfigOption = None,
     quiet: QuietFlag = False,
     as_json: JsonFlag = False,
@@ -79,7 +82,7 @@ def predict_cmd(
         settings = PredictSettings.build(
             config, backend=backend, device=device, annotate=annotate, out=out,
             realtime=realtime, max_seconds=seconds, rate_hz=rate, fps=fps, threshold=threshold,
-            threads=threads, um_per_px=um_per_px,
+            threads=threads, um_per_px=um_per_px, tta=tta or None,
         )  # fmt: skip
         return predict(run, source, settings, quiet=quiet)
 

@@ -107,6 +107,9 @@ def evaluate_cmd(
         int | None, typer.Option("--bootstrap", help="Patient resamples for intervals [1000].")
     ] = None,
     store: RunStoreOption = None,
+    tta: Annotated[
+        bool, typer.Option("--tta", help="Average each sample over its 8 flips and turns.")
+    ] = False,
     config: ConfigOption = None,
     quiet: QuietFlag = False,
     as_json: JsonFlag = False,
@@ -116,7 +119,9 @@ def evaluate_cmd(
     from sepsiscope.classifier.evaluate import EvaluateSettings, evaluate
 
     def go() -> dict[str, Any]:
-        settings = EvaluateSettings.build(config, split=split, n_bootstrap=bootstrap, store=store)
+        settings = EvaluateSettings.build(
+            config, split=split, n_bootstrap=bootstrap, store=store, tta=tta or None
+        )
         return evaluate(run, settings, quiet=quiet)
 
     run_stage(
