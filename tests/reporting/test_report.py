@@ -305,3 +305,38 @@ def test_the_cohort_section_notes_videos_of_unknown_scale():
     note = _unknown_scale(videos)
     assert "2 of 3 videos have no µm/px" in note and "cannot be measured" in note
     assert _unknown_scale(videos.assign(um_per_px=1.0)) == ""
+
+
+def test_the_report_reads_measures_table_not_its_per_video_files(tmp_path):
+    from sepsiscope.layout import MeasurementLayout
+    from sepsiscope.reporting._sections import Context
+
+    layout = MeasurementLayout(tmp_path / "m")
+    layout.per_video.mkdir(parents=True)
+    rows = pd.DataFrame({"video_id": ["a", "b", "c"], "tvd_mm_per_mm2": [10.0, 11.0, 12.0],
+                         "status": "ok"})  # fmt: skip
+    rows.iloc[:1].to_parquet(layout.per_video_row("a"))  # resume files sort first by name
+    rows.to_parquet(layout.videos)
+    ctx = Context(run=RunLayout(tmp_path / "run"), store_dir=None, measurements_dir=layout.root)
+    assert list(ctx.measurements["video_id"]) == ["a", "b", "c"]
+
+
+def test_simulated_measurements_are_compared_with_the_truth(tmp_path):
+    from sepsiscope.reporting._agreement import truth_agreement
+
+    cohort = tmp_path / "cohort"
+    (cohort / "videos").mkdir(parents=True)
+    truth = pd.DataFrame({
+        "video": [f"videos/v{i}.avi" for i in range(5)],
+        "tvd_mm_per_mm2": [10.0, 12, 14, 16, 18], "mfi": [3, 3, 2, 2, 1],
+    })  # fmt: skip
+    truth.to_csv(cohort / "truth.csv", index=False)
+    measured = pd.DataFrame({
+        "video_id": [f"v{i}" for i in range(5)], "status": "ok",
+        "video": [str(cohort / "videos" / f"v{i}.avi") for i in range(5)],
+        "tvd_mm_per_mm2": [9.0, 11.5, 14.5, 15.0, 17.0], "mfi": [3, 2.75, 2, 2, 1.25],
+    })  # fmt: skip
+    html = truth_agreement(measured)
+    assert "Agreement with the simulator" in html and "ICC(2,1)" in html and "<img" in html
+    assert "-0.6" in html  # TVD bias: mean of (-1, -0.5, 0.5, -1, -1) = -0.6
+    assert truth_agreement(measured.assign(video=["/elsewhere/v.avi"] * 5)) == ""

@@ -15,6 +15,7 @@ from sepsiscope.classifier.scores import LEVELS, METRICS
 from sepsiscope.layout import MeasurementLayout
 from sepsiscope.reporting import _html as H
 from sepsiscope.reporting import _sections as S
+from sepsiscope.reporting._agreement import truth_agreement
 from sepsiscope.reporting._sections import CLASS_COLOURS, Context, _interval, mpl
 
 # consensus metrics shown by class, in this order, when the measurement table has them
@@ -146,6 +147,7 @@ def microcirculation(ctx: Context) -> tuple[str, bool]:
         parts.append(_metric_boxplots(ok, present))
     else:
         parts.append(H.note("The measurements carry no labels, so no comparison by class."))
+    parts.append(truth_agreement(table))
     parts.append(_interpretable(folder))
     hi = folder / "patients.parquet"
     if hi.exists():

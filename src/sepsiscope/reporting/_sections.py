@@ -16,7 +16,7 @@ import pandas as pd
 
 from sepsiscope._io import read_json, read_table
 from sepsiscope.classifier.scores import LEVELS, METRICS
-from sepsiscope.layout import RunLayout
+from sepsiscope.layout import MeasurementLayout, RunLayout
 from sepsiscope.reporting import _html as H
 
 _NOT_SHOWN = ("files", "versions", "python", "platform", "created_utc", "settings", "run_dir")
@@ -51,7 +51,11 @@ class Context:
         """measure's per-video table with label and patient_id added from the store if missing."""
         if self.measurements_dir is None:
             return None
-        table = _find_table(self.measurements_dir, "tvd_mm_per_mm2", prefer="video")
+        videos = MeasurementLayout(self.measurements_dir).videos
+        if videos.exists():
+            table = read_table(videos)
+        else:  # a folder laid out otherwise (copied by hand): its per-video table, wherever
+            table = _find_table(self.measurements_dir, "tvd_mm_per_mm2", prefer="video")
         if table is None:
             return None
         return _with_labels(table, self.store)
@@ -105,6 +109,8 @@ def _summaries(folder: Path, skip: tuple[str, ...] = ("settings.json", "features
 def _find_table(folder: Path, column: str, *, prefer: str = "") -> pd.DataFrame | None:
     """The first Parquet (else CSV) table under ``folder`` holding ``column``."""
     files = sorted(folder.rglob("*.parquet")) + sorted(folder.rglob("*.csv"))
+    cache = MeasurementLayout(folder).per_video  # one video each: never the table wanted here
+    files = [p for p in files if cache not in p.parents]
     files.sort(key=lambda p: (prefer not in p.name, p.suffix != ".parquet", str(p)))
     for path in files:
         try:
