@@ -231,3 +231,16 @@ def test_a_header_claiming_too_many_frames_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(video, "MAX_FRAMES", 20)
     with pytest.raises(VideoError, match=r"claims 30 frames, beyond the limit of 20"):
         probe_video(path)
+
+
+def test_decoding_that_makes_no_progress_is_stopped(tmp_path, monkeypatch):
+    """H.264 with B-frames holds its first pictures back for several packets: with no patience
+    at all (a negative SEPSISCOPE_MAX_STALL_S), those packets count as no progress."""
+    from sepsiscope.data import video
+
+    frames = np.random.default_rng(0).integers(0, 255, (24, 64, 64), dtype=np.uint8)
+    path = write_video(tmp_path / "v.mp4", frames, 25)
+    assert len(list(iter_frames(path))) == 24  # the default patience reads it whole
+    monkeypatch.setattr(video, "MAX_STALL_S", -1)
+    with pytest.raises(VideoError, match=r"v.mp4: decoding made no progress for -1 s"):
+        list(iter_frames(path))

@@ -16,10 +16,12 @@ from __future__ import annotations
 import math
 import os
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -47,6 +49,7 @@ def _limit(name: str, default: int) -> int:
 # decode). Raise them with these environment variables for unusual data.
 MAX_FRAME_PIXELS = _limit("SEPSISCOPE_MAX_FRAME_PIXELS", 40_000_000)
 MAX_FRAMES = _limit("SEPSISCOPE_MAX_FRAMES", 200_000)
+MAX_STALL_S = _limit("SEPSISCOPE_MAX_STALL_S", 60)  # decoding without a new frame, s
 
 
 class VideoError(InputError):
@@ -396,7 +399,7 @@ def _iter_container(path: Path, every: int, stop: int | None) -> Iterator[tuple[
         fmt = "gray16le" if any(m in pix for m in _HIGH_DEPTH_MARKERS) else "gray"
         index = 0
         try:
-            for frame in container.decode(stream):
+            for frame in _decode_with_progress(path, container, stream):
                 if stop is not None and index >= stop:
                     break
                 if index % every == 0:
@@ -410,6 +413,26 @@ def _iter_container(path: Path, every: int, stop: int | None) -> Iterator[tuple[
             ) from exc
         if index == 0:
             raise VideoError(f"{path}: no decodable frames")
+
+
+def _decode_with_progress(path: Path, container: Any, stream: Any) -> Iterator[av.VideoFrame]:
+    """The stream's frames, packet by packet; a :class:`VideoError` when :data:`MAX_STALL_S`
+    seconds of decoding pass without a new frame (packets that never make a picture: a damaged
+    or hostile file). The time the caller spends between frames does not count. A call that
+    hangs inside FFmpeg itself cannot be stopped from here."""
+    last = time.monotonic()
+    packets = 0
+    for packet in container.demux(stream):
+        packets += 1
+        for frame in packet.decode():
+            yield frame
+            last, packets = time.monotonic(), 0
+        if time.monotonic() - last > MAX_STALL_S:
+            raise VideoError(
+                f"{path}: decoding made no progress for {MAX_STALL_S:g} s ({packets} packets "
+                "without a frame); a damaged or hostile file? (raise SEPSISCOPE_MAX_STALL_S "
+                "for a very slow disk)"
+            )
 
 
 # 8-bit formats whose first plane is the luma, read without a colour conversion (half the cost
