@@ -6,7 +6,8 @@ segments), all written atomically, the JSON last. The key is the video file (pat
 modification time) with its µm/px, fps and the analysis settings: a rerun reuses a video only
 when none of them changed. The output tables are always rebuilt from these files, for exactly the
 videos of the current input, so a rerun with another manifest into the same folder leaves no old
-rows, and :func:`prune` removes the figures and files of videos no longer in it.
+rows, and :func:`prune` removes the figures and files of videos no longer in it. The package
+version is part of the key, so a new release measures every video again.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from sepsiscope import __version__
 from sepsiscope._io import read_json, write_json, write_table
 from sepsiscope.layout import MeasurementLayout
 
@@ -39,8 +41,8 @@ def video_key(row: dict[str, Any], settings: Any) -> str:
     except OSError:
         identity = None
     record = {
-        "video": str(path), "identity": identity, "um_per_px": row.get("um_per_px"),
-        "fps": row.get("fps"), "video_id": row["video_id"],
+        "sepsiscope": __version__, "video": str(path), "identity": identity,
+        "um_per_px": row.get("um_per_px"), "fps": row.get("fps"), "video_id": row["video_id"],
         "settings": {k: v for k, v in settings.model_dump(mode="json").items()
                      if k not in _NOT_IN_KEY},
     }  # fmt: skip

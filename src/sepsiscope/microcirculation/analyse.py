@@ -7,7 +7,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from sepsiscope.microcirculation.chains import chain_path, chain_segments, extended_segments
+from sepsiscope.microcirculation.chains import (
+    chain_path,
+    chain_segments,
+    count_vessels,
+    extended_segments,
+)
 from sepsiscope.microcirculation.consensus import video_metrics
 from sepsiscope.microcirculation.flow import (
     FlowCriteria,
@@ -32,6 +37,10 @@ from sepsiscope.microcirculation.segment import (
 )
 from sepsiscope.microcirculation.skeleton import Segment, resample_path, vessel_segments
 from sepsiscope.microcirculation.stabilise import apply_motion, estimate_motion
+
+# A skeleton's whiskers: a vessel counted needs at least this much centreline, µm (a capillary
+# is 5-10 µm wide, so a shorter path is a bump on a vessel's edge, not a vessel).
+SPUR_UM = 15.0
 
 
 @dataclass
@@ -68,8 +77,9 @@ class Analysis:
 
 def _empty_metrics() -> dict:
     keys = (
-        "n_segments", "n_small_segments", "total_length_mm", "field_area_mm2", "tvd_mm_per_mm2",
-        "tvd_small_mm_per_mm2", "ppv_percent", "ppv_count_percent", "pvd_mm_per_mm2", "mfi",
+        "n_segments", "n_small_segments", "n_vessels", "total_length_mm", "field_area_mm2",
+        "tvd_mm_per_mm2", "tvd_small_mm_per_mm2", "ppv_percent", "ppv_count_percent",
+        "pvd_mm_per_mm2", "mfi",
         "de_backer_per_mm", "de_backer_small_per_mm", "mean_velocity_um_per_s",
         "n_velocity_measured", "blurred_length_percent", "small_none_percent",
         "small_intermittent_percent", "small_sluggish_percent", "small_continuous_percent",
@@ -100,11 +110,11 @@ def _flow_paths(centrelines: list[np.ndarray], distance: np.ndarray, um_per_px: 
 
 def _extended_flow_paths(
     segments: list[Segment], distance: np.ndarray, um_per_px: float, criteria: FlowCriteria
-) -> tuple[list[np.ndarray], dict[int, int]]:
+) -> tuple[list[np.ndarray], dict[int, int], list[list[tuple[int, bool]]]]:
     """Each chained segment's path extended through junctions (:mod:`.chains`).
 
-    Returns the distinct extended paths (trimmed like :func:`_flow_paths`) and, per segment that
-    has one, the index of its path.
+    Returns the distinct extended paths (trimmed like :func:`_flow_paths`), per segment that has
+    one the index of its path, and the chains themselves.
     """
     centrelines = [s.path_px for s in segments]
     chains = chain_segments(
@@ -119,7 +129,7 @@ def _extended_flow_paths(
     distinct: dict[tuple, int] = {}
     owner = {i: distinct.setdefault(tuple(parts), len(distinct)) for i, parts in extended.items()}
     paths = _flow_paths([chain_path(centrelines, list(k)) for k in distinct], distance, um_per_px)
-    return paths, owner
+    return paths, owner, chains
 
 
 def _path_contrasts(paths: list[np.ndarray], contrast: np.ndarray) -> list[float]:
@@ -217,7 +227,7 @@ def analyse_video(
     )
     distance = ndimage.distance_transform_edt(mask)
     paths = _flow_paths([s.path_px for s in segments], distance, um_per_px)
-    long_paths, long_path_of = _extended_flow_paths(segments, distance, um_per_px, flow)
+    long_paths, long_path_of, chains = _extended_flow_paths(segments, distance, um_per_px, flow)
     every = kymographs(registered, paths + long_paths)
     kymos, long_kymos = every[: len(paths)], every[len(paths) :]
     background = ~ndimage.binary_dilation(mask, iterations=max(2, round(5 / um_per_px))) & valid
@@ -242,6 +252,7 @@ def analyse_video(
         for i, (k, u, depth) in enumerate(zip(kymos, unit[: len(paths)], depths, strict=True))
     ]  # fmt: skip
     metrics = video_metrics(segments, flows, valid, um_per_px=um_per_px)
+    metrics["n_vessels"] = count_vessels(chains, [s.length_um for s in segments], min_um=SPUR_UM)
     small = [c for c, s in zip(contrasts, segments, strict=True) if s.small]
     metrics["small_vessel_contrast"] = float(np.nanmedian(small)) if small else float("nan")
     ratio, faint = faint_vessel_warning(

@@ -151,3 +151,12 @@ def extended_segments(
                 added += lengths_px[chain[last][0]]
             result[segment] = list(chain[first : last + 1])
     return result
+
+
+def count_vessels(
+    chains: Sequence[Sequence[tuple[int, bool]]], lengths_um: Sequence[float], *, min_um: float
+) -> int:
+    """Vessels as the consensus counts them: centreline paths between junctions and ends, the
+    pieces that continue each other straight through a junction merged (``chains``), and spurs
+    (paths shorter than ``min_um`` µm in all, skeleton whiskers) left out."""
+    return sum(1 for chain in chains if sum(lengths_um[i] for i, _ in chain) >= min_um)
