@@ -78,17 +78,8 @@ def crossval(
     for i in range(len(fold_lists)):
         fold = layout.fold(i)
         _run_fold(store_dir, fold, i, len(fold_lists), settings, judge_settings, quiet=quiet)
-        document = read_json(fold.evaluation_metrics)
-        held_out = set(map(str, fold_lists[i]))
-        frames = pd.read_parquet(fold.evaluation_frames)
-        if not set(frames["patient_id"].astype(str)) <= held_out:
-            raise InputError(
-                f"{fold.root}: its test patients are not fold {i}'s; the fold was trained on "
-                "another store or split (use --overwrite)"
-            )
-        threshold = document["threshold"]["threshold"]
-        temperature = document.get("calibration", {}).get("temperature", 1.0)  # older folds: 1
-        oof.append(frames.assign(fold=i, threshold=threshold, temperature=temperature))
+        frames, document = _read_fold(fold, i, fold_lists[i])
+        oof.append(frames)
         per_fold.append({level: document[level] for level in M.LEVELS})
         if document.get("baseline") and "patient" in document["baseline"]:
             baselines.append({level: document["baseline"][level] for level in M.LEVELS})
@@ -96,21 +87,10 @@ def crossval(
     oof_frames = pd.concat(oof, ignore_index=True)
     pooled, tables = _pool(oof_frames, settings.evaluate)
     missing = sorted(set(map(str, sum(fold_lists, []))) - set(tables["patient"]["patient_id"]))
-    summary = M.summarise_folds(per_fold)
-    # each patient's probability scaled by its own fold's temperature, fitted on that fold's
-    # validation patients: never on the patients it is judged on
-    p, temperature = oof_frames["probability"].to_numpy(), oof_frames["temperature"].to_numpy()
-    scaled = oof_frames.assign(probability=scale(p, temperature))
-    calibration = compare_calibration(
-        oof_frames[list(M.PREDICTION_COLUMNS)],
-        scaled[list(M.PREDICTION_COLUMNS)],
-        video_rule=settings.evaluate.video_rule,
-    )
-    calibration["temperature_by_fold"] = oof_frames.groupby("fold")["temperature"].first().tolist()
     document = {
-        "folds": summary,
+        "folds": M.summarise_folds(per_fold),
         "pooled": pooled,
-        "calibration": calibration,
+        "calibration": _pooled_calibration(oof_frames, settings.evaluate.video_rule),
         "per_fold": per_fold,
         "baseline_folds": M.summarise_folds(baselines) if baselines else None,
         "n_folds": len(fold_lists),
@@ -118,27 +98,74 @@ def crossval(
         "settings": settings.model_dump(mode="json"),
         **provenance(),
     }
+    _write_outputs(layout, oof_frames, tables, document)
+    return _summary(layout, tables, document)
+
+
+def _read_fold(fold: RunLayout, i: int, patients: list[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Fold ``i``'s judged frames, tagged with its fold, threshold and temperature, and its
+    metrics document; InputError when its test patients are not the fold's ``patients``."""
+    document = read_json(fold.evaluation_metrics)
+    held_out = set(map(str, patients))
+    frames = pd.read_parquet(fold.evaluation_frames)
+    if not set(frames["patient_id"].astype(str)) <= held_out:
+        raise InputError(
+            f"{fold.root}: its test patients are not fold {i}'s; the fold was trained on "
+            "another store or split (use --overwrite)"
+        )
+    threshold = document["threshold"]["threshold"]
+    temperature = document.get("calibration", {}).get("temperature", 1.0)  # older folds: 1
+    return frames.assign(fold=i, threshold=threshold, temperature=temperature), document
+
+
+def _pooled_calibration(oof_frames: pd.DataFrame, video_rule: str) -> dict[str, Any]:
+    """Calibration of the pooled out-of-fold predictions before and after temperature scaling."""
+    # each patient's probability scaled by its own fold's temperature, fitted on that fold's
+    # validation patients: never on the patients it is judged on
+    p, temperature = oof_frames["probability"].to_numpy(), oof_frames["temperature"].to_numpy()
+    scaled = oof_frames.assign(probability=scale(p, temperature))
+    calibration = compare_calibration(
+        oof_frames[list(M.PREDICTION_COLUMNS)],
+        scaled[list(M.PREDICTION_COLUMNS)],
+        video_rule=video_rule,
+    )
+    calibration["temperature_by_fold"] = oof_frames.groupby("fold")["temperature"].first().tolist()
+    return calibration
+
+
+def _write_outputs(
+    layout: RunLayout,
+    oof_frames: pd.DataFrame,
+    tables: dict[str, pd.DataFrame],
+    document: dict[str, Any],
+) -> None:
+    """Write the out-of-fold tables and metrics.json under RUN/crossval/."""
     write_table(layout.oof_frames, oof_frames)
     write_table(layout.oof_videos, tables["video"])
     write_table(layout.oof_patients, tables["patient"])
     write_json(layout.crossval_metrics, document)
-    patient = summary["patient"]
+
+
+def _summary(
+    layout: RunLayout, tables: dict[str, pd.DataFrame], document: dict[str, Any]
+) -> dict[str, Any]:
+    """The JSON-able result of :func:`crossval`: paths and the patient-level key figures."""
+    patient = document["folds"]["patient"]
+    pooled_auc = document["pooled"]["patient"]["auc"]
+    baseline_folds = document["baseline_folds"]
     return {
         "metrics": str(layout.crossval_metrics),
         "tables": [str(layout.oof_frames), str(layout.oof_videos), str(layout.oof_patients)],
-        "folds": [str(layout.fold(i).root) for i in range(len(fold_lists))],
-        "n_folds": len(fold_lists),
+        "folds": [str(layout.fold(i).root) for i in range(document["n_folds"])],
+        "n_folds": document["n_folds"],
         "n_patients": int(len(tables["patient"])),
         "patient_auc_mean": patient["auc"]["mean"],
         "patient_auc_std": patient["auc"]["std"],
         "patient_accuracy_mean": patient["accuracy"]["mean"],
         "patient_accuracy_std": patient["accuracy"]["std"],
-        "pooled_patient_auc": {
-            "value": pooled["patient"]["auc"]["value"],
-            "interval": pooled["patient"]["auc"]["interval"],
-        },
+        "pooled_patient_auc": {"value": pooled_auc["value"], "interval": pooled_auc["interval"]},
         "baseline_patient_auc_mean": (
-            document["baseline_folds"]["patient"]["auc"]["mean"] if baselines else None
+            baseline_folds["patient"]["auc"]["mean"] if baseline_folds else None
         ),
     }
 

@@ -183,21 +183,54 @@ def evaluate(
     split_by = getattr(train_settings, "split_by", "patient")
     names = list(dict.fromkeys(["train", "val", settings.split]))
     tables = _split_tables(store, train_settings, names)
-    options = {"batch_size": settings.batch_size, "tta": settings.tta}
-    val_frames = predict_frames(model, train_settings, store, tables["val"], **options)
-    eval_frames = (
-        val_frames
-        if settings.split == "val"
-        else predict_frames(model, train_settings, store, tables[settings.split], **options)
-    )
+    val_frames, eval_frames = _predict_splits(model, train_settings, store, tables, settings)
     result, chosen, level_tables = judge(eval_frames, val_frames, settings)
     # fitted on validation, judged on the evaluated split (the same one for --split val)
     temperature = fit_temperature(val_frames["probability"], val_frames["y"])
     calibration = calibration_report(eval_frames, temperature, video_rule=settings.video_rule)
     notes = _notes(eval_frames, settings, split_by)
-    baseline, baseline_tables = None, None
-    if settings.baseline:
-        baseline, baseline_tables = _baseline(store, tables, settings, quiet=quiet)
+    baseline, baseline_tables = _compare_baseline(
+        store, tables, eval_frames, chosen, settings, quiet=quiet
+    )
+    result["calibration"] = calibration
+    figures = _write_outputs(
+        layout, settings, result, chosen, level_tables, baseline, baseline_tables, notes, split_by
+    )
+    figures.append(_write_calibration(layout, settings, eval_frames, val_frames, temperature))
+    for text in notes:
+        log.warning(text)
+    return _summary(layout, settings, result, chosen, baseline, figures, notes)
+
+
+def _predict_splits(
+    model: Any,
+    train_settings: Any,
+    store: FrameStore,
+    tables: dict[str, pd.DataFrame],
+    settings: EvaluateSettings,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Frame predictions of the validation and the evaluated split (the same table for val)."""
+    options = {"batch_size": settings.batch_size, "tta": settings.tta}
+    val_frames = predict_frames(model, train_settings, store, tables["val"], **options)
+    if settings.split == "val":
+        return val_frames, val_frames
+    eval_frames = predict_frames(model, train_settings, store, tables[settings.split], **options)
+    return val_frames, eval_frames
+
+
+def _compare_baseline(
+    store: FrameStore,
+    tables: dict[str, pd.DataFrame],
+    eval_frames: pd.DataFrame,
+    chosen: dict[str, Any],
+    settings: EvaluateSettings,
+    *,
+    quiet: bool,
+) -> tuple[dict[str, Any] | None, dict[str, pd.DataFrame] | None]:
+    """The baseline if asked for, with the network's paired difference from it when it ran."""
+    if not settings.baseline:
+        return None, None
+    baseline, baseline_tables = _baseline(store, tables, settings, quiet=quiet)
     if baseline_tables is not None:
         # What the network adds: the same patients drawn for both in each resample.
         baseline["network_minus_baseline"] = M.paired_difference(
@@ -211,23 +244,28 @@ def evaluate(
             frame_threshold=settings.frame_threshold,
             confidence=settings.confidence,
         )
-    result["calibration"] = calibration
-    figures = _write_outputs(
-        layout, settings, result, chosen, level_tables, baseline, baseline_tables, notes, split_by
-    )
+    return baseline, baseline_tables
+
+
+def _write_calibration(
+    layout: RunLayout,
+    settings: EvaluateSettings,
+    eval_frames: pd.DataFrame,
+    val_frames: pd.DataFrame,
+    temperature: float,
+) -> Path:
+    """Write the temperature-scaled reliability figure and the temperature; return the figure."""
     calibrated = M.level_tables(
         eval_frames.assign(probability=scale(eval_frames["probability"], temperature)),
         video_rule=settings.video_rule,
     )
-    figures.append(reliability_figure(
+    figure = reliability_figure(
         calibrated, layout.reliability_calibrated_figure, split=settings.split,
         note=f"temperature-scaled, T = {temperature:.2f} fitted on val",
-    ))  # fmt: skip
+    )  # fmt: skip
     write_json(layout.calibration, {"temperature": temperature, "fitted_on": "val frames",
                                     "n_frames": len(val_frames), **provenance()})  # fmt: skip
-    for text in notes:
-        log.warning(text)
-    return _summary(layout, settings, result, chosen, baseline, figures, notes)
+    return figure
 
 
 def _notes(eval_frames: pd.DataFrame, settings: EvaluateSettings, split_by: str) -> list[str]:

@@ -168,38 +168,21 @@ def read_manifest(
     """
     path = Path(path).expanduser().resolve()
     table = _load(path)
-    missing = [c for c in REQUIRED_COLUMNS if c not in table]
-    if missing:
-        raise InputError(
-            f"manifest {path}: missing column(s) {', '.join(missing)} "
-            f"(found {', '.join(table.columns) or 'none'}; needs {', '.join(REQUIRED_COLUMNS)})"
-        )
-    if table.empty:
-        raise InputError(f"manifest {path} lists no videos")
+    _check_columns(path, table)
     table = table.reset_index(drop=True)
     problems: list[str] = []
     patient, video = _text(table, "patient_id"), _text(table, "video")
-    for column, values in (("patient_id", patient), ("video", video)):
-        if (values == "").any():
-            rows = [f"row {i + 2}" for i in table.index[values == ""]]
-            problems.append(f"empty {column}: {_listing(rows)}")
+    _check_filled({"patient_id": patient, "video": video}, problems)
     labels = _labels(table, patient, problems)
     absolute = _video_paths(path.parent, video, problems)
     fps, _ = _number(table, "fps", problems)
     camera = _text(table, "camera")
     given, bad = _number(table, "um_per_px", problems)
     um_per_px, no_scale = _scales(given, bad, camera)
-    if len(no_scale) and require_scale:
-        rows = [f"row {i + 2} ({video[i] or '?'}, camera {camera[i] or 'not given'})" for i in
-                no_scale]  # fmt: skip
-        problems.append(
-            f"no um_per_px: {_listing(rows)}; give um_per_px or a known camera "
-            f"({', '.join(CAMERA_UM_PER_PX)})"
-        )
+    if require_scale:
+        _check_scales(no_scale, video, camera, problems)
     if require_files:
-        lost = [video[i] for i in table.index if absolute[i] and not Path(absolute[i]).exists()]
-        if lost:
-            problems.append(f"file not found (relative to {path.parent}): {_listing(lost)}")
+        _check_files(path.parent, video, absolute, problems)
     if problems:
         raise InputError(f"manifest {path}: " + "; ".join(problems))
     return pd.DataFrame(
@@ -214,6 +197,46 @@ def read_manifest(
             "camera": camera.str.lower(),
         }
     )
+
+
+def _check_columns(path: Path, table: pd.DataFrame) -> None:
+    """InputError when a required column is missing or the manifest has no rows."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in table]
+    if missing:
+        raise InputError(
+            f"manifest {path}: missing column(s) {', '.join(missing)} "
+            f"(found {', '.join(table.columns) or 'none'}; needs {', '.join(REQUIRED_COLUMNS)})"
+        )
+    if table.empty:
+        raise InputError(f"manifest {path} lists no videos")
+
+
+def _check_filled(columns: dict[str, pd.Series], problems: list[str]) -> None:
+    """Rows with an empty value in any of ``columns`` (name: values) go into ``problems``."""
+    for column, values in columns.items():
+        if (values == "").any():
+            rows = [f"row {i + 2}" for i in values.index[values == ""]]
+            problems.append(f"empty {column}: {_listing(rows)}")
+
+
+def _check_scales(
+    no_scale: pd.Index, video: pd.Series, camera: pd.Series, problems: list[str]
+) -> None:
+    """Rows without µm/px (neither given nor from a known camera) go into ``problems``."""
+    if len(no_scale):
+        rows = [f"row {i + 2} ({video[i] or '?'}, camera {camera[i] or 'not given'})" for i in
+                no_scale]  # fmt: skip
+        problems.append(
+            f"no um_per_px: {_listing(rows)}; give um_per_px or a known camera "
+            f"({', '.join(CAMERA_UM_PER_PX)})"
+        )
+
+
+def _check_files(folder: Path, video: pd.Series, absolute: pd.Series, problems: list[str]) -> None:
+    """Videos missing on disk go into ``problems`` (as written in the manifest)."""
+    lost = [video[i] for i in video.index if absolute[i] and not Path(absolute[i]).exists()]
+    if lost:
+        problems.append(f"file not found (relative to {folder}): {_listing(lost)}")
 
 
 def _text(table: pd.DataFrame, column: str) -> pd.Series:

@@ -204,16 +204,43 @@ def interpret(
         network, source = _network_patients(Path(run_dir))
         combined, patients = _combined_models(patients, network, source, features, kw, run_dir)
         models += combined
+    coefficients = _coefficients(x, y, features, settings)
+    notes.extend(_small_cohort_notes(models))
+    return _write_results(layout, settings, models, coefficients, patients, source, notes)
+
+
+def _coefficients(
+    x: np.ndarray, y: np.ndarray, features: list[str], settings: InterpretSettings
+) -> pd.DataFrame:
+    """Standardised log-odds per metric of the model fitted on all patients, strongest first."""
     full = _model(settings.c, settings.seed).fit(x, y)
-    coefficients = pd.DataFrame(
-        {"metric": features, "log_odds_per_sd": full[-1].coef_[0]}
-    ).sort_values("log_odds_per_sd", key=np.abs, ascending=False)
+    return pd.DataFrame({"metric": features, "log_odds_per_sd": full[-1].coef_[0]}).sort_values(
+        "log_odds_per_sd", key=np.abs, ascending=False
+    )
+
+
+def _small_cohort_notes(models: list[dict[str, Any]]) -> list[str]:
+    """A note for each model judged on too few patients for its AUC to be stable."""
+    notes = []
     for m in models:
         if m["n_patients"] < 2 * MIN_PATIENTS_PER_CLASS:
             notes.append(
                 f"{m['model']} on {m['patients']}: only {m['n_patients']} patients, an AUC that "
                 "one patient moves a lot; use `sepsiscope crossval` for small cohorts"
             )
+    return notes
+
+
+def _write_results(
+    layout: MeasurementLayout,
+    settings: InterpretSettings,
+    models: list[dict[str, Any]],
+    coefficients: pd.DataFrame,
+    patients: pd.DataFrame,
+    source: str | None,
+    notes: list[str],
+) -> dict[str, Any]:
+    """Write the CSVs and interpret.json under MEASUREMENTS/interpret/; return the result."""
     out = layout.interpret
     auc_table = pd.DataFrame(models)
     files = {
@@ -243,24 +270,10 @@ def _combined_models(
     """The metrics model, the network and both, on the patients that have both; ``patients``
     with the network's and the combined probabilities added."""
     joined = patients.merge(network, on="patient_id", how="inner")
-    per_class = np.bincount(joined["y"].to_numpy(int), minlength=2)
-    if len(joined) < 4 or per_class.min() < 2:
-        found = (
-            f"only {len(joined)} patients ({per_class[1]} septic, {per_class[0]} non-septic) "
-            f"are both measured and in {run_dir}'s {source} probabilities; the combined model "
-            "needs at least 2 of each class"
-        )
-        if source.startswith("evaluation"):
-            raise InputError(f"{found}. The evaluation holds only the test patients: "
-                             f"{CROSSVAL_HINT}")  # fmt: skip
-        raise InputError(
-            f"{found}. Check that the measurements and the crossval run share patient_id "
-            "values (the same manifest)"
-        )
+    _check_combined(joined, source, run_dir)
     yj = joined["y"].to_numpy(int)
     xj = joined[features].to_numpy(float)
-    logit = np.log(np.clip(joined["probability"], 1e-6, 1 - 1e-6))
-    logit -= np.log(np.clip(1 - joined["probability"], 1e-6, 1))
+    logit = _logit(joined["probability"])
     joined["p_metrics_same"] = cross_validated_probability(xj, yj, **kw)
     joined["p_combined"] = cross_validated_probability(np.column_stack([xj, logit]), yj, **kw)
     common = f"measured and in {source}"
@@ -276,6 +289,31 @@ def _combined_models(
         joined[["patient_id", "probability", "p_combined"]], on="patient_id", how="left"
     )
     return models, patients
+
+
+def _check_combined(joined: pd.DataFrame, source: str, run_dir: str | os.PathLike) -> None:
+    """InputError when fewer than 2 patients of a class are both measured and in ``source``."""
+    per_class = np.bincount(joined["y"].to_numpy(int), minlength=2)
+    if len(joined) < 4 or per_class.min() < 2:
+        found = (
+            f"only {len(joined)} patients ({per_class[1]} septic, {per_class[0]} non-septic) "
+            f"are both measured and in {run_dir}'s {source} probabilities; the combined model "
+            "needs at least 2 of each class"
+        )
+        if source.startswith("evaluation"):
+            raise InputError(f"{found}. The evaluation holds only the test patients: "
+                             f"{CROSSVAL_HINT}")  # fmt: skip
+        raise InputError(
+            f"{found}. Check that the measurements and the crossval run share patient_id "
+            "values (the same manifest)"
+        )
+
+
+def _logit(probability: pd.Series) -> pd.Series:
+    """The network's probabilities as log-odds, clipped to stay finite at 0 and 1."""
+    logit = np.log(np.clip(probability, 1e-6, 1 - 1e-6))
+    logit -= np.log(np.clip(1 - probability, 1e-6, 1))
+    return logit
 
 
 def summary_text(result: dict[str, Any]) -> str:
