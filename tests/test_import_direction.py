@@ -24,7 +24,7 @@ ORDER = [
     "demo",
     "cli",
 ]
-BASE = {"errors", "settings", "layout", "_io", "_progress", "_checkpoints", "_lock"}
+BASE = {"errors", "settings", "layout", "_io", "_progress", "_checkpoints", "_lock", "_parallel"}
 
 
 def room(module: str) -> str:

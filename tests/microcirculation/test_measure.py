@@ -275,9 +275,9 @@ def test_a_rerun_measures_only_what_is_missing_and_matches_a_full_run(
     measured = []
     original = measure_module._safe_measure
 
-    def counted(row, *args):
+    def counted(row, **kwargs):
         measured.append(row["video_id"])
-        return original(row, *args)
+        return original(row, **kwargs)
 
     monkeypatch.setattr(measure_module, "_safe_measure", counted)
     measure(manifest, out.root, settings, quiet=True)

@@ -98,6 +98,15 @@ def workers_option(help: str = "Parallel videos [1].") -> Any:
     return typer.Option("--workers", help=help)
 
 
+def scheduler_option() -> Any:
+    """``--scheduler``: run the per-video work on Dask distributed."""
+    return typer.Option(
+        "--scheduler",
+        help="Dask: 'local' (a LocalCluster of --workers processes) or a scheduler address "
+        "(tcp://host:8786; its workers must see the files at the same paths).",
+    )
+
+
 RunStoreOption = Annotated[Path | None, store_option()]
 
 

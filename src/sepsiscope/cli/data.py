@@ -15,6 +15,7 @@ from sepsiscope.cli._common import (
     out_option,
     overwrite_flag,
     run_stage,
+    scheduler_option,
     seed_option,
     store_option,
     workers_option,
@@ -97,6 +98,7 @@ def ingest_cmd(
     folds: Annotated[int | None, typer.Option("--folds", help="Folds, 0 for none [5].")] = None,
     seed: Annotated[int | None, seed_option("Split seed [0].")] = None,
     workers: Annotated[int | None, workers_option()] = None,
+    scheduler: Annotated[str | None, scheduler_option()] = None,
     overwrite: Annotated[
         bool, overwrite_flag("Start the store again instead of resuming.")
     ] = False,
@@ -116,7 +118,7 @@ def ingest_cmd(
         settings = IngestSettings.build(
             config, every=every, rate_hz=rate, size=size, crop=crop, field_um=field_um,
             channel_offset_s=offset_s,
-            val=val, test=test, folds=folds, seed=seed, workers=workers,
+            val=val, test=test, folds=folds, seed=seed, workers=workers, scheduler=scheduler,
         )  # fmt: skip
         return ingest(manifest, store, settings, quiet=quiet, overwrite=overwrite)
 

@@ -15,6 +15,7 @@ from sepsiscope.cli._common import (
     fps_option,
     out_option,
     run_stage,
+    scheduler_option,
     um_per_px_option,
     workers_option,
 )
@@ -33,6 +34,7 @@ def measure_cmd(
         str | None, typer.Option("--camera", help="Known camera for µm/px (microscan, cytocam).")
     ] = None,
     workers: Annotated[int | None, workers_option()] = None,
+    scheduler: Annotated[str | None, scheduler_option()] = None,
     config: ConfigOption = None,
     quiet: QuietFlag = False,
     as_json: JsonFlag = False,
@@ -43,7 +45,8 @@ def measure_cmd(
 
     def go() -> dict[str, Any]:
         settings = MeasureSettings.build(
-            config, um_per_px=um_per_px, fps=fps, camera=camera, workers=workers
+            config, um_per_px=um_per_px, fps=fps, camera=camera, workers=workers,
+            scheduler=scheduler,
         )
         return measure(source, out, settings, quiet=quiet)
 

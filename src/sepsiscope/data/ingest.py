@@ -33,8 +33,6 @@ import math
 import os
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,6 +41,7 @@ from pydantic import Field
 
 from sepsiscope._io import read_json, write_json, write_table, write_text
 from sepsiscope._lock import writes
+from sepsiscope._parallel import each_finished
 from sepsiscope._progress import track
 from sepsiscope.data import frame_quality as fq
 from sepsiscope.data._sampling import SamplingPlan, ingest_video
@@ -84,6 +83,9 @@ class IngestSettings(StageSettings):
     folds: int = Field(5, ge=0)
     seed: int = 0
     workers: int = Field(1, ge=1)
+    scheduler: str | None = Field(
+        None, description="Dask: 'local' (a LocalCluster of `workers`) or a scheduler address"
+    )
     optimal_duration_s: float = Field(5.0, ge=0, description="Massey duration score 0 from here")
     min_duration_s: float = Field(3.0, ge=0, description="Massey duration: shorter scores 10")
     # Massey's duration rule judges a recording for flow scoring (MFI needs seconds of video); a
@@ -223,7 +225,7 @@ def ingest(
             state.frames = {v: f for v, f in kept.groupby("video_id", sort=False)}
     jobs = _fail_missing_files(state, jobs)  # before any decoding: a lost disk costs seconds
     state.write()
-    _ingest_jobs(state, jobs, settings.workers, quiet=quiet)
+    _ingest_jobs(state, jobs, settings, quiet=quiet)
     state.write()
     _mark_finished(layout)
 
@@ -339,12 +341,17 @@ def _plan_jobs(
     return jobs, keep
 
 
-def _ingest_jobs(state: _State, jobs: list[dict[str, Any]], workers: int, *, quiet: bool) -> None:
-    """Run the jobs (``workers`` processes), recording each video or its failure as it ends."""
+def _ingest_jobs(
+    state: _State, jobs: list[dict[str, Any]], settings: IngestSettings, *, quiet: bool
+) -> None:
+    """Run the jobs (here, in processes or on Dask), recording each video or failure as it ends."""
     pause = float(os.environ.get(_PAUSE_ENV, "0") or 0)
     written = time.monotonic()
-    for job, result in track(_run(jobs, workers), description="ingest", total=len(jobs),
-                             quiet=quiet):  # fmt: skip
+    # spawn: no inherited locks or threads from the parent (zarr, blosc, torch)
+    finished = each_finished(
+        ingest_video, jobs, workers=settings.workers, scheduler=settings.scheduler, spawn=True
+    )
+    for job, result in track(finished, description="ingest", total=len(jobs), quiet=quiet):
         if "reason" in result:
             if len(state.failures) < _WARN_FAILURES:
                 log.warning("%s: %s", job["video"], result["reason"])
@@ -362,19 +369,6 @@ def _ingest_jobs(state: _State, jobs: list[dict[str, Any]], workers: int, *, qui
             written = time.monotonic()
         if pause:
             time.sleep(pause)
-
-
-def _run(jobs: list[dict[str, Any]], workers: int):
-    """Yield ``(job, result)`` as videos finish, in this process or in ``workers`` processes."""
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            yield job, ingest_video(job)
-        return
-    # spawn: no inherited locks or threads from the parent (zarr, blosc, torch).
-    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(ingest_video, job): job for job in jobs}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
 
 
 class _State:

@@ -25,7 +25,7 @@ from sepsiscope._io import read_json, write_json, write_table
 from sepsiscope.layout import MeasurementLayout
 
 # settings that do not change a video's figures
-_NOT_IN_KEY = {"workers"}
+_NOT_IN_KEY = {"workers", "scheduler"}
 
 
 def video_key(row: dict[str, Any], settings: Any) -> str:

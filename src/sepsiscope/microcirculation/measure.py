@@ -30,7 +30,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,7 @@ from pydantic import Field
 
 from sepsiscope._io import is_disk_full, write_json, write_table, write_text
 from sepsiscope._lock import writes
+from sepsiscope._parallel import each_finished
 from sepsiscope._progress import track
 from sepsiscope.data.manifest import MANIFEST_SUFFIXES
 from sepsiscope.errors import InputError, PartialFailure, SepsiscopeError
@@ -74,6 +75,9 @@ class MeasureSettings(StageSettings):
     kymographs: int = Field(4, ge=0, description="Space-time diagrams drawn per video.")
     overlays: bool = True
     workers: int = Field(1, ge=1, description="Videos measured in parallel processes.")
+    scheduler: str | None = Field(
+        None, description="Dask: 'local' (a LocalCluster of `workers`) or a scheduler address."
+    )
     finest_um_per_px: float | None = Field(
         0.8, gt=0, description="Finer videos are shrunk to this scale first; None: never."
     )
@@ -400,15 +404,9 @@ def measure(
 
 
 def _measure_all(rows: list[dict[str, Any]], layout: MeasurementLayout, settings: MeasureSettings):
-    """Yield ``(row, result)`` as each video finishes, here or in ``settings.workers`` processes."""
-    if settings.workers <= 1 or len(rows) <= 1:
-        for row in rows:
-            yield row, _safe_measure(row, str(layout.root), settings)
-        return
-    with ProcessPoolExecutor(min(settings.workers, len(rows))) as pool:
-        futures = {pool.submit(_safe_measure, r, str(layout.root), settings): r for r in rows}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
+    """Yield ``(row, result)`` as each video finishes, here, in processes or on Dask."""
+    measure_one = partial(_safe_measure, out_dir=str(layout.root), settings=settings)
+    return each_finished(measure_one, rows, workers=settings.workers, scheduler=settings.scheduler)
 
 
 def _write_outputs(layout, done, failures, settings, seconds) -> dict[str, Any]:
