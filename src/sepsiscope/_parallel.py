@@ -79,14 +79,14 @@ def _on_dask(
             future.release()
             yield item_of.pop(future.key), result
 
+
 @contextmanager
 def _dask_client(scheduler: str, *, workers: int) -> Iterator[Any]:
     try:
         from distributed import Client, LocalCluster
     except ImportError:
         raise InputError(
-            f"--scheduler {scheduler} needs Dask distributed: "
-            'pip install "sepsiscope[distributed]"'
+            f'--scheduler {scheduler} needs Dask distributed: pip install "sepsiscope[distributed]"'
         ) from None
     if scheduler == "local":
         cluster = LocalCluster(

@@ -45,7 +45,11 @@ def measure_cmd(
 
     def go() -> dict[str, Any]:
         settings = MeasureSettings.build(
-            config, um_per_px=um_per_px, fps=fps, camera=camera, workers=workers,
+            config,
+            um_per_px=um_per_px,
+            fps=fps,
+            camera=camera,
+            workers=workers,
             scheduler=scheduler,
         )
         return measure(source, out, settings, quiet=quiet)
