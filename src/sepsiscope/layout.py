@@ -343,6 +343,14 @@ class MeasurementLayout:
     interpret = property(lambda self: InterpretLayout(self.root / "interpret"))
 
     per_video = property(lambda self: self.root / "per_video")  # finished videos, for resuming
+    geometries = property(lambda self: self.root / "geometry")  # what a review needs
+    edits = property(lambda self: self.root / "edits")  # a reviewer's corrections (sidecars)
+
+    def geometry(self, video_id: str) -> Path:
+        return self.geometries / f"{video_id}.npz"
+
+    def edits_of(self, video_id: str) -> Path:
+        return self.edits / f"{video_id}.json"
 
     def overlay(self, video_id: str) -> Path:
         return self.overlays / f"{video_id}.png"

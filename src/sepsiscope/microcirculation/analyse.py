@@ -69,6 +69,8 @@ class Analysis:
     contrasts: list[float] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     warning_messages: list[str] = field(default_factory=list)
+    # the segments (index, reversed) that continue each other straight through junctions
+    chains: list[list[tuple[int, bool]]] = field(default_factory=list)
 
     @property
     def accepted(self) -> bool:
@@ -268,4 +270,5 @@ def analyse_video(
     return Analysis(
         metrics, motion_summary, figures, [], [], segments, flows, kymos, mask, mean_image, valid,
         contrasts=contrasts, warnings=list(warnings), warning_messages=list(warnings.values()),
+        chains=[list(chain) for chain in chains],
     )  # fmt: skip

@@ -168,8 +168,10 @@ def _measure_one(row: dict[str, Any], out_dir: str, settings: MeasureSettings) -
         ),
         quality=QualityCriteria(min_seconds=settings.min_seconds),
     )
-    files = _save_figures(MeasurementLayout(out_dir), row["video_id"], analysis, settings,
-                          fps=fps, um_per_px=analysed_um_per_px)  # fmt: skip
+    files = _save_figures(
+        MeasurementLayout(out_dir), row["video_id"], analysis, settings,
+        fps=fps, um_per_px=analysed_um_per_px, scale=(scale_y, scale_x),
+    )  # fmt: skip
     metrics = {k: v for k, v in analysis.metrics.items() if k != "mfi_quadrants"}
     video_row = {
         "video_id": row["video_id"],
@@ -235,11 +237,19 @@ def _save_figures(
     *,
     fps: float,
     um_per_px: float,
+    scale: tuple[float, float],
 ) -> dict[str, str]:
-    """The overlay and space-time diagrams of an accepted video, as settings ask; their paths."""
+    """The overlay and space-time diagrams of an accepted video, as settings ask, and its
+    geometry for a review (:mod:`.review`); their paths."""
     from sepsiscope.microcirculation._figures import save_kymographs, save_overlay
+    from sepsiscope.microcirculation.review import save_geometry
 
     files: dict[str, str] = {}
+    if analysis.accepted:
+        geometry = layout.geometry(video_id)
+        files["geometry"] = str(
+            save_geometry(geometry, analysis, um_per_px=um_per_px, scale=scale, fps=fps)
+        )
     if analysis.accepted and settings.overlays:
         files["overlay"] = str(save_overlay(layout.overlay(video_id), analysis))
     if analysis.accepted and settings.kymographs:
