@@ -21,6 +21,7 @@ ORDER = [
     "microcirculation",
     "apply",
     "reporting",
+    "app",
     "demo",
     "cli",
 ]

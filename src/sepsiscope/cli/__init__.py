@@ -15,6 +15,7 @@ from sepsiscope.cli import classifier  # noqa: F401, E402  train, evaluate, cros
 from sepsiscope.cli import representations  # noqa: F401, E402  embed, autoencode, cluster
 from sepsiscope.cli import measurement  # noqa: F401, E402  measure, interpret
 from sepsiscope.cli import apply  # noqa: F401, E402  predict, explain, export, report, demo
+from sepsiscope.cli import serve  # noqa: F401, E402  serve (the web app)
 # isort: on
 
 __all__ = ["app", "main"]

@@ -1,0 +1,217 @@
+"""The web app's HTTP API, in process (FastAPI's test client) over tiny videos."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import cv2
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from sepsiscope.app import jobs
+from sepsiscope.app.project import Project
+from sepsiscope.app.server import create_app
+from sepsiscope.data.video import write_video
+from tests._ingest_media import vessel_frames
+from tests._predict_fixtures import make_run
+
+XSS = "<script>alert(1)</script>"
+
+
+@pytest.fixture(scope="module")
+def video_bytes(tmp_path_factory) -> bytes:
+    path = tmp_path_factory.mktemp("v") / "v.avi"
+    write_video(path, vessel_frames(30, seed=1), 25)
+    return path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, video_bytes):
+    """An app with a tiny run, one video uploaded and its job run (measure, predict, explain)."""
+    root = tmp_path_factory.mktemp("app")
+    run = make_run(root / "run")
+    app = create_app(root / "data", run, workers=0)
+    with TestClient(app) as client:
+        r = client.post("/api/videos", params={"filename": "first.avi", "patient_id": "P1",
+                        "site": "1", "label": "septic", "camera": "microscan"},
+                        content=video_bytes)  # fmt: skip
+        assert r.status_code == 201, r.text
+        jobs.work(str(root / "data"), str(run), 0, once=True)
+        yield client, r.json()["video_id"], root
+
+
+def test_an_upload_is_measured_and_predicted(served) -> None:
+    client, video_id, _ = served
+    listed = client.get("/api/videos").json()
+    assert [(v["video_id"], v["state"]) for v in listed] == [(video_id, "done")]
+    view = client.get(f"/api/videos/{video_id}").json()
+    assert view["measured"]["status"] == "ok"
+    metrics = {m["metric"]: m for m in view["metrics"]}
+    assert metrics["mfi"]["healthy"] == "2.97 ± 0.03"
+    assert metrics["tvd_small_mm_per_mm2"]["value"] > 0
+    assert 0 <= view["prediction"]["probability"] <= 1
+    assert view["prediction"]["verdict"] in ("septic", "non-septic", "inconclusive")
+    assert len(view["prediction"]["rolling"]["time_s"]) >= 2
+    assert view["gradcam"], "explain wrote Grad-CAM frames"
+    # the camera's scale was remembered for the next upload
+    assert client.get("/api/cameras").json()["microscan"]["um_per_px"] > 0
+    # the pages render, naming the run's data and the research-only status
+    for url in ("/", f"/videos/{video_id}", "/patients/P1"):
+        page = client.get(url)
+        assert page.status_code == 200 and "Research use only" in page.text, url
+        assert "Network: run run" in page.text
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_a_flow_edit_changes_ppv_and_is_exported_as_edited(served) -> None:
+    client, video_id, root = served
+    before = {
+        m["metric"]: m["value"] for m in client.get(f"/api/videos/{video_id}").json()["metrics"]
+    }
+    vessels = client.get(f"/api/videos/{video_id}/vessels").json()["vessels"]
+    target = next(v for v in vessels if v["small"] and v["flow"] in ("continuous", "sluggish"))
+    r = client.post(f"/api/videos/{video_id}/edits", json={
+        "version": 0, "author": "nurse A",
+        "edits": [{"action": "flow", "segment": target["segment"], "flow": "none"}]})  # fmt: skip
+    assert r.status_code == 200, r.text
+    after = {m["metric"]: m for m in r.json()["metrics"]}
+    assert after["ppv_percent"]["value"] < before["ppv_percent"]
+    assert after["ppv_percent"]["edited"] and not after["tvd_mm_per_mm2"]["edited"]
+    # a second tab still on version 0 is refused, and nothing is lost
+    stale = client.post(f"/api/videos/{video_id}/edits", json={
+        "version": 0, "edits": [{"action": "exclude", "segment": 0}]})  # fmt: skip
+    assert stale.status_code == 409 and "changed since you loaded it" in stale.json()["detail"]
+    exported = pd.read_csv(io.StringIO(client.get(f"/api/videos/{video_id}/export.csv").text))
+    row = exported.set_index("metric").loc["ppv_percent"]
+    assert bool(row["edited"]) and row["value"] < row["automatic"]
+    vessels_csv = pd.read_csv(io.StringIO(client.get(f"/api/videos/{video_id}/vessels.csv").text))
+    assert vessels_csv.loc[vessels_csv["segment"] == target["segment"], "edited"].item()
+    # the automatic result is untouched; the edits are in their sidecar, with who and when
+    project = Project(root / "data")
+    measure_id = client.get(f"/api/videos/{video_id}").json()["measured"]["measure_id"]
+    sidecar = project.measurements(video_id).edits_of(measure_id)
+    assert '"author": "nurse A"' in sidecar.read_text()
+    patient = pd.read_csv(io.StringIO(client.get("/api/patients/P1/export.csv").text))
+    assert patient["edits"].item() == 1
+
+
+def test_patient_report_is_self_contained(served) -> None:
+    client, _, _ = served
+    r = client.get("/api/patients/P1/report.html")
+    assert r.status_code == 200
+    assert "Research use only" in r.text and "data:image/png;base64" in r.text
+    assert 'src="http' not in r.text
+
+
+def test_a_file_that_is_not_a_video_is_refused_and_leaves_nothing(served) -> None:
+    client, _, root = served
+    before = sorted((root / "data" / "videos").iterdir())
+    r = client.post("/api/videos", params={"filename": "notes.avi", "patient_id": "P2"},
+                    content=b"this is not a video" * 100)  # fmt: skip
+    assert r.status_code == 400 and "not a readable video" in r.json()["detail"]
+    r = client.post("/api/videos", params={"filename": "notes.txt", "patient_id": "P2"},
+                    content=b"x")  # fmt: skip
+    assert r.status_code == 400 and ".avi" in r.json()["detail"]
+    assert sorted((root / "data" / "videos").iterdir()) == before
+    assert not list((root / "data" / "uploads").iterdir())
+
+
+def test_uploads_over_the_limit_are_refused(served, monkeypatch, video_bytes) -> None:
+    client, _, root = served
+    monkeypatch.setenv("SEPSISCOPE_MAX_UPLOAD_BYTES", "1000")
+    r = client.post("/api/videos", params={"filename": "big.avi", "patient_id": "P2"},
+                    content=video_bytes)  # fmt: skip
+    assert r.status_code == 413 and "limit" in r.json()["detail"]
+    assert not list((root / "data" / "uploads").iterdir())
+
+
+def test_a_zip_of_frames_is_one_video_and_cannot_escape(served, tmp_path: Path) -> None:
+    client, _, root = served
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for i, frame in enumerate(vessel_frames(30, seed=2)):
+            zf.writestr(f"../../evil/frame_{i:03d}.png", cv2.imencode(".png", frame)[1].tobytes())
+    r = client.post("/api/videos", params={"filename": "frames.zip", "patient_id": "P3",
+                    "fps": 25, "um_per_px": 1.0}, content=buffer.getvalue())  # fmt: skip
+    assert r.status_code == 201, r.text
+    assert r.json()["n_frames"] == 30
+    assert not (root / "evil").exists() and not (root / "data" / "evil").exists()
+
+
+def test_script_in_a_patient_id_is_escaped(served, video_bytes) -> None:
+    client, _, _ = served
+    r = client.post("/api/videos", params={"filename": "x.avi", "patient_id": XSS},
+                    content=video_bytes)  # fmt: skip
+    assert r.status_code == 201, r.text
+    video_id = r.json()["video_id"]
+    assert "<" not in video_id
+    for url in ("/", f"/videos/{video_id}"):
+        text = client.get(url).text
+        assert XSS not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+
+
+@pytest.mark.parametrize("url", [
+    "/api/videos/..%2F..%2Fetc/export.csv", "/api/videos/%2E%2E/image.png",
+    "/videos/%2E%2E", "/api/videos/x/files/gradcam/..%2F..%2Fproject.sqlite",
+    "/api/videos/x/files/overlay/%2Fetc%2Fpasswd", "/static/..%2F..%2Fserver.py",
+    "/api/videos/x/frames/0.jpg",
+])  # fmt: skip
+def test_paths_from_the_client_never_reach_outside(served, url: str) -> None:
+    client, _, _ = served
+    r = client.get(url)
+    assert r.status_code in (400, 404), (url, r.status_code)
+    assert "root:" not in r.text and "SQLite" not in r.text and "import" not in r.text
+
+
+def test_with_a_token_every_request_needs_it(tmp_path: Path) -> None:
+    app = create_app(tmp_path / "data", token="s3cret", workers=0)
+    with TestClient(app) as client:
+        for url in ("/", "/api/videos", "/docs", "/static/app.js", "/api/events"):
+            assert client.get(url).status_code == 401, url
+        assert (
+            client.get("/api/videos", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        )
+        assert (
+            client.get("/api/videos", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        )
+        first = client.get("/?token=s3cret")
+        assert first.status_code == 200 and "sepsiscope_token" in first.headers["set-cookie"]
+        assert client.get("/api/videos").status_code == 200  # the cookie carries it now
+
+
+def test_a_restart_resumes_a_job_its_worker_left(tmp_path: Path, video_bytes) -> None:
+    app = create_app(tmp_path / "data", workers=0)
+    with TestClient(app) as client:
+        r = client.post("/api/videos", params={"filename": "a.avi", "patient_id": "P",
+                        "um_per_px": 1.0}, content=video_bytes)  # fmt: skip
+        video_id = r.json()["video_id"]
+    project = Project(tmp_path / "data")
+    job = project.claim_job(worker_pid=2**22 + 12345)  # a worker that no longer exists
+    assert job is not None and project.video(video_id)["state"] == "running"
+    with TestClient(create_app(tmp_path / "data", workers=0)):
+        assert project.video(video_id)["state"] == "queued"
+    jobs.work(str(tmp_path / "data"), None, 0, once=True)
+    assert project.video(video_id)["state"] == "done", project.video(video_id)["message"]
+    assert project.measurements(video_id).videos.exists()
+
+
+def test_a_manifest_on_disk_adds_its_videos_where_they_lie(served, tmp_path: Path) -> None:
+    client, _, _ = served
+    from tests._ingest_media import cohort
+
+    manifest, rows = cohort(tmp_path / "cohort", 2, n_frames=30)
+    text = manifest.read_text() + "p09,videos/missing.avi,septic,microscan\n"
+    manifest.write_text(text)
+    r = client.post("/api/manifests", json={"path": str(manifest)})
+    assert r.status_code == 201, r.text
+    result = r.json()
+    assert len(result["added"]) == 2 and len(result["failed"]) == 1
+    assert "missing.avi" in result["failed"][0]["video"]
+    video = client.get(f"/api/videos/{result['added'][0]}").json()["video"]
+    assert video["source"].startswith(str(tmp_path / "cohort"))  # not copied
+    assert video["um_per_px"] > 0  # from the camera named in the manifest
+    for bad in ("relative/manifest.csv", str(tmp_path / "nothing.csv"), "/etc/passwd"):
+        assert client.post("/api/manifests", json={"path": bad}).status_code == 400
