@@ -25,8 +25,9 @@ import hmac
 import io
 import json
 import logging
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -51,7 +52,7 @@ from sepsiscope.app.uploads import (
     upload_suffix,
 )
 from sepsiscope.errors import InputError, SepsiscopeError
-from sepsiscope.microcirculation.review import Edit, EditConflict, save_review
+from sepsiscope.microcirculation.review import Edit, EditConflict
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +81,14 @@ def create_app(
     *,
     token: str | None = None,
     workers: int = 1,
+    live: str | None = None,
+    live_max_seconds: float | None = None,
 ) -> FastAPI:
     """The app over the data folder ``data`` (created if missing) and an optional trained run.
 
     ``workers`` job processes start with the app (0: none, jobs wait; tests run them by hand).
-    With ``token`` every request must carry it.
+    With ``token`` every request must carry it. ``live`` names a camera (index, device, stream
+    URL, or a file replayed as a camera) for the live view, which needs the run.
     """
     project = Project(Path(data)).create()
     run_dir = Path(run).resolve() if run else None
@@ -104,9 +108,10 @@ def create_app(
             finally:
                 job_runner.stop_workers(started)
 
+    # FastAPI's own /docs page loads Swagger UI from a CDN; ours lists the schema from the package
     app = FastAPI(
         title="sepsiscope", description=RESEARCH_ONLY, lifespan=lifespan,
-        version=_version(),
+        version=_version(), docs_url=None, redoc_url=None,
     )  # fmt: skip
     app.state.project, app.state.run_dir = project, run_dir
     templates = Jinja2Templates(directory=HERE / "templates")
@@ -151,6 +156,48 @@ def create_app(
     @app.get("/patients/{patient_id:path}", response_class=HTMLResponse, include_in_schema=False)
     def patient_page(request: Request, patient_id: str) -> HTMLResponse:
         return page(request, "patient.html", p=views.patient_view(project, patient_id))
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    def api_docs(request: Request) -> HTMLResponse:
+        """The API: every route of the OpenAPI schema (``/openapi.json``), with its parameters."""
+        return page(request, "api.html", routes=_routes(app.openapi()))
+
+    live_lock = threading.Lock()
+
+    @app.get("/live", response_class=HTMLResponse, include_in_schema=False)
+    def live_page(request: Request) -> HTMLResponse:
+        return page(request, "live.html", live=live, has_run=run_dir is not None)
+
+    @app.get("/api/live.mjpg")
+    def live_stream() -> StreamingResponse:
+        """The live camera's picture with the rolling probability drawn over it, as an MJPEG
+        stream (one viewer at a time: a camera opens once)."""
+        if live is None or run_dir is None:
+            raise InputError("no live source: start the server with a run and --live SOURCE")
+        if not live_lock.acquire(blocking=False):
+            raise HTTPException(409, "the live view is open in another tab or window")
+        from sepsiscope.apply.predict import PredictSettings, live_annotated
+
+        try:
+            frames = live_annotated(run_dir, live, PredictSettings(max_seconds=live_max_seconds))
+            first = next(frames, None)  # errors (no camera, ...) become a message, not a stream
+        except BaseException:
+            live_lock.release()
+            raise
+
+        def parts() -> Iterator[bytes]:
+            try:
+                frame = first
+                while frame is not None:
+                    jpeg = _jpeg(frame[:, :, ::-1]).body  # RGB to OpenCV's BGR
+                    yield (b"--frame\r\nContent-Type: image/jpeg\r\n\r\n" + jpeg + b"\r\n")
+                    frame = next(frames, None)
+            finally:
+                frames.close()
+                live_lock.release()
+
+        return StreamingResponse(parts(), media_type="multipart/x-mixed-replace; boundary=frame",
+                                 headers={"Cache-Control": "no-store"})  # fmt: skip
 
     # API: videos ------------------------------------------------------------------------------
 
@@ -229,16 +276,9 @@ def create_app(
     def post_edits(video_id: str, request: Annotated[EditRequest, Body()]) -> Response:
         """Save edits made on ``version``; 409 if the review changed since (reload, edit again).
         Returns the video's metrics after them."""
-        video_id = _video_id(video_id)
-        row = views.measured_row(project, video_id)
-        if row is None:
-            raise InputError(f"{video_id}: not measured yet")
         edits = [e.model_copy(update={"author": request.author}) for e in request.edits]
-        views.vessels_view(project, video_id)  # the video can be reviewed at all
-        save_review(project.measurements(video_id), row["video_id"], edits,
-                    version=request.version)  # fmt: skip
-        # an edit that names a missing vessel is refused before it is kept: check it now
-        return _json(views.video_view(project, video_id))
+        view = views.save_edits(project, _video_id(video_id), edits, version=request.version)
+        return _json(view)
 
     @app.get("/api/videos/{video_id}/export.csv")
     def export_video(video_id: str) -> Response:
@@ -374,6 +414,23 @@ def create_app(
         return load_geometry(layout.geometry(row["video_id"]))
 
     return app
+
+
+def _routes(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """The OpenAPI schema's operations, one row each: method, path, summary, parameters."""
+    rows = []
+    for path, operations in schema.get("paths", {}).items():
+        for method, op in operations.items():
+            params = [
+                p["name"] + ("" if p.get("required") else "?") for p in op.get("parameters", [])
+            ]
+            body = op.get("requestBody", {}).get("content", {})
+            rows.append({
+                "method": method.upper(), "path": path, "summary": op.get("summary", ""),
+                "description": (op.get("description") or "").strip(), "parameters": params,
+                "body": ", ".join(body) if body else "",
+            })  # fmt: skip
+    return rows
 
 
 def _job_states(project: Project) -> list[dict[str, Any]]:

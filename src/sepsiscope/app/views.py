@@ -18,10 +18,12 @@ from sepsiscope.app.project import Project
 from sepsiscope.errors import InputError
 from sepsiscope.microcirculation.references import REFERENCES
 from sepsiscope.microcirculation.review import (
+    Edit,
     load_geometry,
     load_review,
     reviewed_metrics,
     reviewed_vessels,
+    save_review,
 )
 
 # measure's per-video figures shown with a video (besides the REFERENCES metrics)
@@ -146,6 +148,24 @@ def prediction_view(project: Project, video_id: str) -> dict[str, Any] | None:
     return view
 
 
+def save_edits(
+    project: Project, video_id: str, edits: list[Edit], *, version: int
+) -> dict[str, Any]:
+    """Check ``edits`` against the video's vessels, then save them on ``version`` of its review
+    (EditConflict if it changed since); the video's view after them."""
+    layout = project.measurements(video_id)
+    row = measured_row(project, video_id)
+    if row is None or not layout.geometry(row["video_id"]).exists():
+        raise InputError(f"{video_id}: not measured yet (or rejected): nothing to edit")
+    geometry = load_geometry(layout.geometry(row["video_id"]))
+    vessels = pd.read_parquet(layout.vessels) if layout.vessels.exists() else pd.DataFrame()
+    review = load_review(layout, row["video_id"])
+    trial = review.model_copy(update={"edits": review.edits + edits})
+    reviewed_vessels(geometry, vessels, trial)  # an edit of a vessel that is not there: refused
+    save_review(layout, row["video_id"], edits, version=version)
+    return video_view(project, video_id)
+
+
 def vessels_view(project: Project, video_id: str) -> dict[str, Any]:
     """The vessels to draw and edit: centrelines (analysed px), categories and flags."""
     after = reviewed(project, video_id)
@@ -179,11 +199,12 @@ def patient_view(project: Project, patient_id: str) -> dict[str, Any]:
     videos = project.videos(patient_id)
     if not videos:
         raise InputError(f"no patient {patient_id!r} in this project")
-    rows = []
+    rows, threshold = [], None
     for video in sorted(videos, key=lambda v: (str(v["site"]), v["video_id"])):
         view = video_view(project, video["video_id"])
         metrics = {m["metric"]: m["value"] for m in view["metrics"]}
         prediction = view["prediction"] or {}
+        threshold = threshold if threshold is not None else prediction.get("threshold")
         rows.append({
             "video_id": video["video_id"], "site": video["site"], "state": video["state"],
             "status": (view["measured"] or {}).get("status", ""),
@@ -197,8 +218,6 @@ def patient_view(project: Project, patient_id: str) -> dict[str, Any]:
         else pd.Series(dtype=float)
     )
     probabilities = [p for p in table["probability"] if p is not None and p == p]
-    threshold = next((v["prediction"]["threshold"] for v in [video_view(project, r["video_id"])
-                      for r in rows[:1]] if v["prediction"]), None)  # fmt: skip
     probability = sum(probabilities) / len(probabilities) if probabilities else None
     verdict = None
     if probability is not None and threshold is not None:

@@ -60,9 +60,10 @@ def _trace(
     return img
 
 
-def _frames(
+def annotated_frames(
     updates: Iterable[Update], model: Any, info: RunInfo, threshold: float
 ) -> Iterator[np.ndarray]:
+    """One annotated RGB frame per sampled frame of the stream of ``updates``."""
     cam = GradCAM(model, input_mode=info.input_mode)
     history: list[tuple[float, float, float, float, float]] = []
     for update in updates:
@@ -109,4 +110,4 @@ def write_annotated(
 ) -> Path:
     """Consume ``updates`` and write the annotated video (H.264 .mp4, MJPEG .avi)."""
     fps = info.rate_hz or 2.0
-    return write_video(path, _frames(updates, model, info, threshold), fps=max(1.0, fps))
+    return write_video(path, annotated_frames(updates, model, info, threshold), fps=max(1.0, fps))

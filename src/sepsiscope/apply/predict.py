@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -365,6 +366,31 @@ def predict(
         return _predict_all(run_dir, source, items, settings, quiet=quiet)
     finally:
         torch.set_num_threads(threads)
+
+
+def live_annotated(
+    run_dir: str | os.PathLike, source: str, settings: PredictSettings | None = None
+) -> Iterator[np.ndarray]:
+    """Annotated RGB frames of a live source as it streams: the camera's picture, the sample the
+    network saw with its Grad-CAM, and the rolling probability with its interval and threshold.
+
+    ``source``: a camera index, a V4L2 device, a stream URL, or a file replayed at its frame rate
+    (as a camera would send it). One frame per sample (``rate_hz``); the latency is
+    :func:`predict`'s in live mode plus one Grad-CAM per sample.
+    """
+    from sepsiscope.apply._annotate import annotated_frames
+
+    settings = (settings or PredictSettings()).model_copy(update={"realtime": True})
+    items = _resolve(str(source))
+    if len(items) != 1:
+        raise InputError(f"{source}: a live view needs one source, not {len(items)} videos")
+    model, info = load_run(run_dir)
+    backend = load_backend(run_dir, settings.backend, device=settings.device, batch_size=1)
+    threshold = settings.threshold if settings.threshold is not None else info.threshold
+    events, fps = _frame_events(items[0], settings)
+    updates = predict_stream(events, backend, info, fps=fps, settings=settings, live=True,
+                             um_per_px=items[0].get("um_per_px"))  # fmt: skip
+    yield from annotated_frames(updates, model, info, threshold)
 
 
 def _predict_all(

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from sepsiscope.cli._common import app
+from sepsiscope.cli._common import app, workers_option
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -31,7 +31,17 @@ def serve_cmd(
             "gets a generated one when none is given).",
         ),
     ] = None,
-    workers: Annotated[int, typer.Option("--workers", min=0, help="Job processes [1].")] = 1,
+    workers: Annotated[
+        int, workers_option("Videos processed at a time, one process each [1].")
+    ] = 1,
+    live: Annotated[
+        str | None,
+        typer.Option(
+            "--live",
+            help="A camera for the live view: index (0), device, stream URL, "
+            "or a video file replayed as a camera (needs RUN).",
+        ),
+    ] = None,
 ) -> None:
     """A local web app: add videos, follow their progress, review and correct the vessels,
     read the metrics beside the network's probability, export (research use only)."""
@@ -43,10 +53,16 @@ def serve_cmd(
     if run is not None and not (run / "classifier").is_dir():
         typer.echo(f"error: {run} is not a trained run (no classifier/ in it)", err=True)
         raise typer.Exit(2)
+    if workers < 0:
+        typer.echo("error: --workers must be 0 or more", err=True)
+        raise typer.Exit(2)
+    if live is not None and run is None:
+        typer.echo("error: --live needs a trained RUN (the network draws on the picture)", err=True)
+        raise typer.Exit(2)
     if host not in LOCAL_HOSTS and token is None:
         token = secrets.token_urlsafe(24)
     try:
-        application = create_app(data, run, token=token, workers=workers)
+        application = create_app(data, run, token=token, workers=workers, live=live)
     except InputError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

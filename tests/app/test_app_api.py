@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
@@ -215,3 +216,42 @@ def test_a_manifest_on_disk_adds_its_videos_where_they_lie(served, tmp_path: Pat
     assert video["um_per_px"] > 0  # from the camera named in the manifest
     for bad in ("relative/manifest.csv", str(tmp_path / "nothing.csv"), "/etc/passwd"):
         assert client.post("/api/manifests", json={"path": bad}).status_code == 400
+
+
+def test_the_api_is_described_without_anything_from_elsewhere(served) -> None:
+    client, _, _ = served
+    schema = client.get("/openapi.json").json()
+    assert {"/api/videos", "/api/videos/{video_id}/edits", "/api/events"} <= set(schema["paths"])
+    page = client.get("/docs")
+    assert page.status_code == 200 and "/api/videos/{video_id}/edits" in page.text
+    assert "cdn" not in page.text.lower() and 'src="http' not in page.text
+
+
+def test_an_edit_of_a_vessel_that_is_not_there_is_refused_and_not_kept(served) -> None:
+    client, video_id, _ = served
+    version = client.get(f"/api/videos/{video_id}").json()["review_version"]
+    edit = {"action": "flow", "segment": 99999, "flow": "none"}
+    r = client.post(f"/api/videos/{video_id}/edits", json={"version": version, "edits": [edit]})
+    assert r.status_code == 400 and "99999" in r.json()["detail"]
+    assert client.get(f"/api/videos/{video_id}").json()["review_version"] == version
+
+
+def test_live_view_streams_the_annotated_camera(tmp_path: Path, video_bytes) -> None:
+    recording = tmp_path / "camera.avi"
+    recording.write_bytes(video_bytes)  # a file replayed at its frame rate, as a camera sends
+    run = make_run(tmp_path / "run")
+    app = create_app(tmp_path / "data", run, workers=0, live=str(recording), live_max_seconds=1.0)
+    with TestClient(app) as client:
+        assert "/api/live.mjpg" in client.get("/live").text
+        with client.stream("GET", "/api/live.mjpg") as r:
+            assert r.headers["content-type"].startswith("multipart/x-mixed-replace")
+            body = b"".join(r.iter_bytes())
+        parts = [p for p in body.split(b"--frame") if b"image/jpeg" in p]
+        assert len(parts) >= 2
+        jpeg = parts[0].split(b"\r\n\r\n", 1)[1]
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert image.shape[0] > 300 and image.shape[1] >= 600  # picture, Grad-CAM, trace below
+    no_live = create_app(tmp_path / "data2", run, workers=0)
+    with TestClient(no_live) as client:
+        assert client.get("/api/live.mjpg").status_code == 400
+        assert "No camera attached" in client.get("/live").text
