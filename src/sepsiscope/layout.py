@@ -201,6 +201,11 @@ class RunLayout:
     oof_videos = property(lambda self: self.crossval / "oof_videos.parquet")
     oof_patients = property(lambda self: self.crossval / "oof_patients.parquet")
 
+    @property
+    def ensemble(self) -> RunLayout:
+        """The fold models as one model to apply (a run folder of its own, RUN/ensemble)."""
+        return RunLayout(self.root / "ensemble")
+
     def fold(self, index: int) -> RunLayout:
         """The run of cross-validation fold ``index`` (a run folder of its own)."""
         return RunLayout(self.folds / f"fold_{index}")

@@ -40,6 +40,7 @@ class RunInfo:
     threshold_level: str
     video_rule: str
     field_um: float | None = None  # side of every crop in µm (None: sized in pixels)
+    n_members: int = 0  # an ensemble's members (crossval's RUN/ensemble); 0: one model
 
 
 def _settings_dict(obj: Any) -> dict[str, Any]:
@@ -123,5 +124,6 @@ def load_run(run_dir: str | os.PathLike) -> tuple[Any, RunInfo]:
         threshold_level=level,
         video_rule=rule if rule in ("mean", "median") else "mean",
         field_um=None if sampling["field_um"] is None else float(sampling["field_um"]),
+        n_members=len(getattr(model, "members", [])),
     )
     return model.eval(), info

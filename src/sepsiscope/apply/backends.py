@@ -107,6 +107,17 @@ class TorchBackend:
         # traced with, and a graph traced at another shape runs ~30 % slower.
         self.freeze = freeze and self.device.type == "cpu"
         self._frozen: dict[tuple[int, ...], Any] = {}
+        # An ensemble's back end keeps each member's logits of every sample since the last
+        # reset_members(): their spread is the ensemble's uncertainty (predict reports it).
+        from sepsiscope.models.ensemble import EnsembleNet, MemberLogits
+
+        self.n_members = len(model.members) if isinstance(model, EnsembleNet) else 0
+        if self.n_members:
+            self.model = MemberLogits(self.model)
+        self.member_logits: list[np.ndarray] = []
+
+    def reset_members(self) -> None:
+        self.member_logits = []
 
     def logits(self, samples: np.ndarray) -> np.ndarray:
         """``(n,)`` float32 logits."""
@@ -124,7 +135,13 @@ class TorchBackend:
                     self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
                 ):
                     out.append(self.model(x).float().cpu())
-        return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+        if not out:
+            return np.zeros(0, np.float32)
+        logits = torch.cat(out).numpy()
+        if self.n_members:  # (n, members): the ensemble's logit is their mean
+            self.member_logits.append(logits)
+            return logits.mean(axis=1).astype(np.float32)
+        return logits
 
     def _graph(self, shape: tuple[int, ...]) -> Any:
         """The frozen graph for a batch of this shape: traced at that shape for batch 1 and the

@@ -222,6 +222,8 @@ def _predict_one(
             last[:] = [update]
             yield update
 
+    if getattr(backend, "n_members", 0):
+        backend.reset_members()
     start = time.perf_counter()
     try:
         updates = collect(
@@ -261,6 +263,8 @@ def _predict_one(
         annotated=str(annotate) if annotate else None,
         latency=_latency(latencies) if live else None,
     )
+    if info.n_members:
+        result["members"] = _member_spread(backend, info.n_members, table, threshold)
     # flagged in every prediction: without a scale, samples were sized by pixels (as the study's
     # crop and resize), so the field they show depends on the camera
     scale = settings.um_per_px or item.get("um_per_px")
@@ -272,6 +276,29 @@ def _predict_one(
         log.warning("%s: no frame passed the quality gate: verdict inconclusive", item["spec"])
     write_json(out.result, {**result, **provenance()})
     return result
+
+
+def _member_spread(
+    backend: Any, n_members: int, table: pd.DataFrame, threshold: float
+) -> dict[str, Any]:
+    """An ensemble's members' video probabilities and their spread (the uncertainty of the
+    ensemble); only where the back end keeps them (torch fp32/bf16 without TTA)."""
+    kept = getattr(backend, "member_logits", None)
+    n_used = int(table["probability"].notna().sum())
+    if not kept or sum(len(k) for k in kept) != n_used:
+        note = "the members' spread needs --backend fp32 or bf16, without --tta"
+        return {"n": n_members, "probabilities": None, "note": note}
+    logits = np.concatenate(kept)
+    per_member = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).mean(axis=0)
+    return {
+        "n": n_members,
+        "probabilities": [float(p) for p in per_member],
+        "sd": float(per_member.std(ddof=1)) if n_members > 1 else 0.0,
+        "range": [float(per_member.min()), float(per_member.max())],
+        "agree": bool(np.all(per_member >= threshold) or np.all(per_member < threshold)),
+        "note": "each member's video probability (mean over the samples); sd and range across "
+        "members are the ensemble's uncertainty",
+    }
 
 
 def _frame_events(item: dict[str, Any], settings: PredictSettings) -> tuple[Any, float]:

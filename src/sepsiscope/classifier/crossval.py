@@ -28,6 +28,7 @@ from sepsiscope._io import read_json, write_json, write_table
 from sepsiscope._lock import writes
 from sepsiscope.classifier import scores as M
 from sepsiscope.classifier.calibration import compare_calibration, scale
+from sepsiscope.classifier.ensemble import write_ensemble
 from sepsiscope.classifier.evaluate import EvaluateSettings, evaluate
 from sepsiscope.data.store import FrameStore
 from sepsiscope.errors import InputError
@@ -99,7 +100,10 @@ def crossval(
         **provenance(),
     }
     _write_outputs(layout, oof_frames, tables, document)
-    return _summary(layout, tables, document)
+    ensemble = write_ensemble(layout, len(fold_lists), oof_frames, settings.evaluate)
+    result = _summary(layout, tables, document)
+    result["ensemble"] = str(ensemble.root) if ensemble else None
+    return result
 
 
 def _read_fold(fold: RunLayout, i: int, patients: list[str]) -> tuple[pd.DataFrame, dict[str, Any]]:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from sepsiscope.data.store import FrameStore
 
 
-def load_model_file(path: str | os.PathLike, model: SepsisNet) -> SepsisNet:
+def load_model_file(path: str | os.PathLike, model: torch.nn.Module) -> Any:
     """Load weights from a safetensors file into ``model``; InputError when it is not one."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -42,7 +42,9 @@ def load_model_file(path: str | os.PathLike, model: SepsisNet) -> SepsisNet:
         raise InputError(f"{path}: not a safetensors model file ({exc})") from exc
     differs = state_dict_differences(model.state_dict(), state)
     if differs:
-        raise InputError(f"{path}: does not hold a SepsisNet classifier ({differs})")
+        what = type(model).__name__
+        article = "an" if what[0] in "AEIOU" else "a"
+        raise InputError(f"{path}: does not hold {article} {what} classifier ({differs})")
     model.load_state_dict(state, strict=True)
     return model
 
@@ -75,15 +77,26 @@ def state_dict_differences(
 
 
 def load_classifier(run_dir: str | os.PathLike) -> tuple[SepsisNet, TrainSettings]:
-    """The trained network of a run (eval mode, CPU) and the settings it was trained with."""
+    """The trained network of a run (eval mode, CPU) and the settings it was trained with.
+
+    An ensemble run (``crossval``'s ``RUN/ensemble``) gives an
+    :class:`~sepsiscope.models.ensemble.EnsembleNet`, which is used as a SepsisNet is.
+    """
     from sepsiscope.classifier.train import TrainSettings
+    from sepsiscope.models.ensemble import EnsembleNet
 
     layout = RunLayout(run_dir).require_classifier()
     try:
         settings = TrainSettings.load(layout.model_settings)
+        members = int((layout.saved_training().get("ensemble") or {}).get("members", 0))
     except Exception as exc:
         raise InputError(f"{layout.model_settings}: cannot read training settings ({exc})") from exc
-    model = load_model_file(layout.model, SepsisNet(dropout=settings.dropout))
+    empty = (
+        EnsembleNet(members, dropout=settings.dropout)
+        if members
+        else SepsisNet(dropout=settings.dropout)
+    )
+    model = load_model_file(layout.model, empty)
     return model.eval(), settings
 
 

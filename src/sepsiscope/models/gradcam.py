@@ -7,6 +7,11 @@ scaled to [0, 1] per sample. With one logit (septic), the target "septic" is the
 "non-septic" its negative; "predicted" takes the class the threshold gives. Written with hooks;
 no MONAI dependency.
 
+An ensemble (:class:`~sepsiscope.models.ensemble.EnsembleNet`): the target is the ensemble's
+averaged logit, each member's map is computed from its own ``layer2`` for that target, scaled
+to [0, 1], and the maps are averaged (then scaled to [0, 1] again): where the members agree the
+map stays bright.
+
 Sanity checks (:func:`gradcam_sanity`, after Adebayo et al., NeurIPS 2018): the map is
 non-negative and input-sized, it changes when the input changes, and it changes when ``layer2``'s
 weights are randomised (a map that survives randomisation explains the image, not the model).
@@ -40,9 +45,11 @@ class GradCAM:
     """
 
     def __init__(self, model: nn.Module, *, input_mode: str, layer: str = "layer2") -> None:
+        from sepsiscope.models.ensemble import members_of
+
         self.model = model.eval()
         self.input_mode = input_mode
-        self.layer = getattr(model, layer)
+        self.layers = [getattr(member, layer) for member in members_of(model)]
 
     def __call__(
         self,
@@ -67,12 +74,15 @@ class GradCAM:
         return np.concatenate(cams), np.concatenate(probs)
 
     def _batch(self, samples: np.ndarray, target: str, threshold: float):
-        captured: dict[str, torch.Tensor] = {}
+        captured: list[torch.Tensor | None] = [None] * len(self.layers)
 
-        def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
-            captured["a"] = output
+        def hook_for(i: int) -> Any:
+            def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+                captured[i] = output
 
-        handle = self.layer.register_forward_hook(hook)
+            return hook
+
+        handles = [layer.register_forward_hook(hook_for(i)) for i, layer in enumerate(self.layers)]
         try:
             device = next(self.model.parameters()).device
             x = prepare_batch(
@@ -87,17 +97,28 @@ class GradCAM:
                     sign = -torch.ones_like(logits)
                 else:
                     sign = torch.where(prob >= threshold, 1.0, -1.0)
-                (grad,) = torch.autograd.grad((sign * logits).sum(), captured["a"])
+                grads = torch.autograd.grad((sign * logits).sum(), captured)
         finally:
-            handle.remove()
-        activation = captured["a"].detach()
-        weights = grad.mean(dim=(2, 3), keepdim=True)
-        cam = F.relu((weights * activation).sum(1, keepdim=True))
-        cam = F.interpolate(cam, size=samples.shape[-2:], mode="bilinear", align_corners=False)
-        cam = cam[:, 0].clamp_min(0)
-        top = cam.flatten(1).amax(1).clamp_min(1e-12)[:, None, None]
-        cam = torch.where(top > 1e-12, cam / top, torch.zeros_like(cam))
+            for handle in handles:
+                handle.remove()
+        maps = [
+            _cam(a.detach(), g, samples.shape[-2:]) for a, g in zip(captured, grads, strict=True)
+        ]
+        cam = maps[0] if len(maps) == 1 else _unit(torch.stack(maps).mean(0))
         return cam.cpu().numpy().astype(np.float32), prob.cpu().numpy().astype(np.float32)
+
+
+def _cam(activation: torch.Tensor, grad: torch.Tensor, size: Any) -> torch.Tensor:
+    """Grad-CAM of one layer, upsampled to ``size`` and scaled to [0, 1] per sample."""
+    weights = grad.mean(dim=(2, 3), keepdim=True)
+    cam = F.relu((weights * activation).sum(1, keepdim=True))
+    cam = F.interpolate(cam, size=size, mode="bilinear", align_corners=False)
+    return _unit(cam[:, 0].clamp_min(0))
+
+
+def _unit(cam: torch.Tensor) -> torch.Tensor:
+    top = cam.flatten(1).amax(1).clamp_min(1e-12)[:, None, None]
+    return torch.where(top > 1e-12, cam / top, torch.zeros_like(cam))
 
 
 def gradcam_sanity(model: nn.Module, samples: np.ndarray, *, input_mode: str) -> dict[str, Any]:
@@ -114,8 +135,11 @@ def gradcam_sanity(model: nn.Module, samples: np.ndarray, *, input_mode: str) ->
     input_change = float(np.abs(flipped[..., ::-1] - cams).mean())
     random_model = copy.deepcopy(model)
     generator = torch.Generator().manual_seed(0)
+    from sepsiscope.models.ensemble import members_of
+
     with torch.no_grad():
-        for module in random_model.layer2.modules():
+        layers = [m.layer2 for m in members_of(random_model)]
+        for module in (module for layer in layers for module in layer.modules()):
             if isinstance(module, nn.Conv2d):
                 std = module.weight.std().item() or 0.05
                 noise = torch.randn(module.weight.shape, generator=generator)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from sepsiscope._io import read_json, read_table
 from sepsiscope.classifier.scores import LEVELS, METRICS
-from sepsiscope.layout import MeasurementLayout
+from sepsiscope.layout import MeasurementLayout, RunLayout
 from sepsiscope.reporting import _html as H
 from sepsiscope.reporting import _sections as S
 from sepsiscope.reporting._agreement import truth_agreement
@@ -32,7 +32,11 @@ STAGES_WITH_SETTINGS = (
 def crossval(ctx: Context) -> tuple[str, bool]:
     """``sepsiscope crossval``'s metrics.json: per level, the pooled out-of-fold value with its
     interval, mean ± SD over folds and the baseline's mean ± SD; then one row per fold."""
-    path = ctx.run.crossval_metrics
+    from sepsiscope.classifier.ensemble import is_ensemble
+
+    ensemble = is_ensemble(ctx.run.root)
+    # an ensemble's honest figures are its cross-validation's (the folder above it)
+    path = (RunLayout(ctx.run.root.parent) if ensemble else ctx.run).crossval_metrics
     if not path.exists():
         return H.not_run("cross-validation", "sepsiscope crossval --store STORE --out RUN"), False
     document = read_json(path)
@@ -42,7 +46,14 @@ def crossval(ctx: Context) -> tuple[str, bool]:
     n = pooled.get("patient", {}).get("n", {})
     parts = [
         H.note(
-            f"{n_folds} folds, {n.get('patients', '?')} patients ({n.get('septic', '?')} septic, "
+            (
+                f"This run is the ensemble of these {n_folds} fold models (their logits averaged), "
+                "its threshold fixed on the pooled out-of-fold predictions; the figures below are "
+                "its honest ones: no patient of the cohort is new to the ensemble itself. "
+                if ensemble
+                else ""
+            )
+            + f"{n_folds} folds, {n.get('patients', '?')} patients ({n.get('septic', '?')} septic, "
             f"{n.get('non_septic', '?')} non-septic). The folds are grouped by patient and "
             "stratified by label: each patient is held out by exactly one fold, whose model never "
             "saw it and whose threshold was fixed on that model's own validation patients. "
