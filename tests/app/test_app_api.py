@@ -63,7 +63,7 @@ def test_an_upload_is_measured_and_predicted(served) -> None:
     for url in ("/", f"/videos/{video_id}", "/patients/P1"):
         page = client.get(url)
         assert page.status_code == 200 and "Research use only" in page.text, url
-        assert "Network: run run" in page.text
+        assert "Network: the run " in page.text
         assert "default-src 'self'" in page.headers["content-security-policy"]
 
 
@@ -214,6 +214,9 @@ def test_a_manifest_on_disk_adds_its_videos_where_they_lie(served, tmp_path: Pat
     video = client.get(f"/api/videos/{result['added'][0]}").json()["video"]
     assert video["source"].startswith(str(tmp_path / "cohort"))  # not copied
     assert video["um_per_px"] > 0  # from the camera named in the manifest
+    again = client.post("/api/manifests", json={"path": str(manifest)}).json()
+    assert again["added"] == [] and all("already in the project" in f["reason"]
+                                        for f in again["failed"][:2])  # fmt: skip
     for bad in ("relative/manifest.csv", str(tmp_path / "nothing.csv"), "/etc/passwd"):
         assert client.post("/api/manifests", json={"path": bad}).status_code == 400
 
@@ -255,3 +258,41 @@ def test_live_view_streams_the_annotated_camera(tmp_path: Path, video_bytes) -> 
     with TestClient(no_live) as client:
         assert client.get("/api/live.mjpg").status_code == 400
         assert "No camera attached" in client.get("/live").text
+
+
+def test_a_video_of_unknown_scale_can_be_given_one_and_removed(tmp_path: Path, video_bytes) -> None:
+    app = create_app(tmp_path / "data", workers=0)
+    with TestClient(app) as client:
+        r = client.post("/api/videos", params={"filename": "a.avi", "patient_id": "P9",
+                        "site": " "}, content=video_bytes)  # fmt: skip
+        video_id = r.json()["video_id"]
+        assert video_id == "P9_s0_1" and client.get("/api/videos").json()[0]["site"] == ""
+        jobs.work(str(tmp_path / "data"), None, 0, once=True)
+        view = client.get(f"/api/videos/{video_id}").json()
+        assert view["measured"] is None and "scale" in view["video"]["message"]
+        # the patient page shows the unmeasured video (no figures) rather than failing
+        assert client.get("/patients/P9").status_code == 200
+        assert "Measure with this scale" in client.get(f"/videos/{video_id}").text
+        r = client.post(f"/api/videos/{video_id}/scale", json={"um_per_px": 1.0})
+        assert r.status_code == 200
+        jobs.work(str(tmp_path / "data"), None, 0, once=True)
+        view = client.get(f"/api/videos/{video_id}").json()
+        assert view["measured"]["status"] == "ok"
+        vessels = pd.read_csv(io.StringIO(client.get(f"/api/videos/{video_id}/vessels.csv").text))
+        assert set(vessels["video_id"]) == {video_id}  # the app's id names its vessels
+        assert client.delete(f"/api/videos/{video_id}").status_code == 200
+        assert client.get("/api/videos").json() == []
+        assert not (tmp_path / "data" / "videos" / video_id).exists()
+
+
+def test_a_refused_upload_leaves_no_temporary_file(tmp_path: Path, video_bytes) -> None:
+    app = create_app(tmp_path / "data", workers=0)
+    with TestClient(app) as client:
+        r = client.post("/api/videos", params={"filename": "a.avi", "patient_id": "P/../x"},
+                        content=video_bytes)  # fmt: skip
+        assert r.status_code == 201 and ".." not in r.json()["video_id"]
+        r = client.post("/api/videos", params={"filename": "b.avi", "patient_id": "Q"},
+                        content=b"garbage" * 1000)  # fmt: skip
+        assert r.status_code == 400 and str(tmp_path) not in r.json()["detail"]
+        assert "b.avi" in r.json()["detail"]
+        assert not list((tmp_path / "data" / "uploads").iterdir())

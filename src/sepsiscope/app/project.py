@@ -182,8 +182,8 @@ class Project:
 
     def new_video_id(self, patient_id: str, site: str) -> str:
         """``PATIENT_sSITE_N``: the next free id (file-name safe)."""
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{patient_id}_s{site or 0}").strip("-.") or "v"
-        stem = stem[:100]
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{patient_id}_s{site or 0}")
+        stem = re.sub(r"\.{2,}", ".", stem).strip("-.")[:100].strip("-.") or "v"
         with self.connect() as db:
             taken = {r[0] for r in db.execute("SELECT video_id FROM videos")}
         n = 1
@@ -250,6 +250,40 @@ class Project:
                     (job_id,),
                 )
         return len(orphans)
+
+    def has_source(self, source: str) -> str | None:
+        """The id of the video already added from ``source`` (a path), or None."""
+        with self.connect() as db:
+            row = db.execute("SELECT video_id FROM videos WHERE source = ?", (source,)).fetchone()
+        return row[0] if row else None
+
+    def set_scale(self, video_id: str, um_per_px: float, fps: float | None) -> None:
+        """Give a video its scale (µm/px) and frame rate afterwards, and queue its work again."""
+        with self.connect() as db:
+            db.execute(
+                "UPDATE videos SET um_per_px = ?, fps = COALESCE(?, fps) WHERE video_id = ?",
+                (um_per_px, fps, video_id),
+            )
+        self.requeue(video_id)
+
+    def remove_video(self, video_id: str) -> bool:
+        """Take a video out of the project: its row, its jobs and its folder (a video added
+        from a manifest stays where it lies). False when it is being processed."""
+        import shutil
+
+        with self.connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            busy = db.execute(
+                "SELECT 1 FROM jobs WHERE video_id = ? AND state = 'running'", (video_id,)
+            ).fetchone()
+            if busy:
+                db.execute("ROLLBACK")
+                return False
+            db.execute("DELETE FROM jobs WHERE video_id = ?", (video_id,))
+            db.execute("DELETE FROM videos WHERE video_id = ?", (video_id,))
+            db.execute("COMMIT")
+        shutil.rmtree(self.video_dir(video_id), ignore_errors=True)
+        return True
 
     def requeue(self, video_id: str) -> None:
         """Queue a video's work again (after a failure, or to redo it)."""

@@ -226,9 +226,13 @@ def create_app(
                                  f"server's limit of {limit / 1024**3:.2f} GiB")  # fmt: skip
         um_per_px = um_per_px or _camera_scale(project, camera)
         fps = fps or (project.cameras().get(camera) or {}).get("fps")
+        site = site.strip()
         received = await receive(project, request.stream(), limit=limit)
-        video_id = project.new_video_id(patient_id, site)
-        info = await run_in_threadpool(accept, project, received, filename, video_id, fps)
+        try:
+            video_id = project.new_video_id(patient_id, site)
+            info = await run_in_threadpool(accept, project, received, filename, video_id, fps)
+        finally:
+            received.unlink(missing_ok=True)  # moved into place when accepted
         row = {"video_id": video_id, "patient_id": patient_id, "site": site, "label": label,
                "camera": camera, "um_per_px": um_per_px, "filename": filename, **info}  # fmt: skip
         project.add_video(row)
@@ -260,6 +264,27 @@ def create_app(
     def get_video(video_id: str) -> Response:
         """Everything the video's page shows (metrics after edits, prediction, quality)."""
         return _json(views.video_view(project, _video_id(video_id)))
+
+    @app.delete("/api/videos/{video_id}")
+    def delete_video(video_id: str) -> dict[str, Any]:
+        """Take a video out of the project, with its results and edits (409 while it runs)."""
+        if project.video(_video_id(video_id)) is None:
+            raise HTTPException(404, f"no video {video_id!r}")
+        if not project.remove_video(video_id):
+            raise HTTPException(409, f"{video_id} is being processed: try again when it is done")
+        return {"removed": video_id}
+
+    @app.post("/api/videos/{video_id}/scale")
+    def set_scale(
+        video_id: str,
+        um_per_px: Annotated[float, Body(gt=0, le=100)],
+        fps: Annotated[float | None, Body(gt=0, le=10000)] = None,
+    ) -> dict[str, Any]:
+        """Give a video its scale (µm/px; and fps) after it was added, and measure it again."""
+        if project.video(_video_id(video_id)) is None:
+            raise HTTPException(404, f"no video {video_id!r}")
+        project.set_scale(video_id, um_per_px, fps)
+        return {"queued": video_id, "um_per_px": um_per_px}
 
     @app.post("/api/videos/{video_id}/requeue")
     def requeue(video_id: str) -> dict[str, Any]:
@@ -514,15 +539,17 @@ def _run_description(run_dir: Path | None) -> str:
     """One line naming the run and what it was trained on, for every page."""
     if run_dir is None:
         return "No trained run: metrics only (start with `sepsiscope serve RUN` for the network)."
+    from sepsiscope.classifier.ensemble import is_ensemble
     from sepsiscope.layout import RunLayout
     from sepsiscope.reporting.report import is_synthetic
 
     store = RunLayout(run_dir).trained_store()
+    what = "the cross-validation ensemble" if is_ensemble(run_dir) else "the run"
     if store is None:
-        return f"Network: run {run_dir.name} (its training data are not recorded)."
+        return f"Network: {what} {run_dir} (its training data are not recorded)."
     synthetic = store.exists() and is_synthetic(store, None)
     kind = " (synthetic videos from sepsiscope's simulator, not patients)" if synthetic else ""
-    return f"Network: run {run_dir.name}, trained on the frame store {store}{kind}."
+    return f"Network: {what} {run_dir}, trained on the frame store {store}{kind}."
 
 
 def _version() -> str:

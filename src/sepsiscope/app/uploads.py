@@ -92,14 +92,18 @@ def accept(
     try:
         suffix = upload_suffix(filename)
         folder.mkdir(parents=True)
+        # named by the video's id, so measure's and predict's names for it are the same
         if suffix == ".zip":
-            source = folder / "frames"
+            source = folder / video_id
             _unzip_frames(received, source)
             received.unlink()
         else:
-            source = folder / f"original{suffix}"
+            source = folder / f"{video_id}{suffix}"
             shutil.move(received, source)
-        return check_video(source, fps, name=filename)
+        try:
+            return check_video(source, fps, name=filename)
+        except InputError as exc:  # name the user's file, not the server's path
+            raise type(exc)(str(exc).replace(str(source), filename)) from None
     except BaseException:
         received.unlink(missing_ok=True)
         shutil.rmtree(folder, ignore_errors=True)
@@ -133,12 +137,16 @@ def add_manifest(project: Project, manifest: Path) -> dict[str, Any]:
         fps = None if fps is None or (isinstance(fps, float) and math.isnan(fps)) else float(fps)
         scale = row.get("um_per_px")
         scale = None if scale is None or (isinstance(scale, float) and math.isnan(scale)) else scale
+        if project.has_source(str(row["video"])):
+            reason = f"already in the project as {project.has_source(str(row['video']))}"
+            failed.append({"video": str(row["video"]), "reason": reason})
+            continue
         try:
             info = check_video(Path(row["video"]), fps, name=str(row["video"]))
         except InputError as exc:
             failed.append({"video": str(row["video"]), "reason": str(exc)})
             continue
-        site = str(row.get("site") or "")
+        site = str(row.get("site") or "").strip()
         video_id = project.new_video_id(str(row["patient_id"]), site)
         project.add_video({
             "video_id": video_id, "patient_id": str(row["patient_id"]), "site": site,

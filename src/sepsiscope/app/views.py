@@ -138,12 +138,14 @@ def prediction_view(project: Project, video_id: str) -> dict[str, Any] | None:
     view = {k: result.get(k) for k in keep}
     table = Path(result.get("table") or "")
     if table.suffix == ".parquet" and table.exists():
-        frames = pd.read_parquet(table).dropna(subset=["rolling_probability"])
+        # as the video plays: each sample's probability and the mean of the samples so far
+        # (predict updates its own rolling figure once per batch, too coarse to plot)
+        frames = pd.read_parquet(table).dropna(subset=["probability"]).sort_values("time_s")
+        running = frames["probability"].expanding().mean()
         view["rolling"] = {
             "time_s": frames["time_s"].round(3).tolist(),
-            "probability": frames["rolling_probability"].round(4).tolist(),
-            "low": frames["rolling_low"].round(4).tolist(),
-            "high": frames["rolling_high"].round(4).tolist(),
+            "sample": frames["probability"].round(4).tolist(),
+            "running": running.round(4).tolist(),
         }
     return view
 
@@ -202,7 +204,8 @@ def patient_view(project: Project, patient_id: str) -> dict[str, Any]:
     rows, threshold = [], None
     for video in sorted(videos, key=lambda v: (str(v["site"]), v["video_id"])):
         view = video_view(project, video["video_id"])
-        metrics = {m["metric"]: m["value"] for m in view["metrics"]}
+        metrics = {ref.metric: None for ref in REFERENCES}
+        metrics.update({m["metric"]: m["value"] for m in view["metrics"]})
         prediction = view["prediction"] or {}
         threshold = threshold if threshold is not None else prediction.get("threshold")
         rows.append({

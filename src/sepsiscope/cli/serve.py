@@ -61,6 +61,12 @@ def serve_cmd(
         raise typer.Exit(2)
     if host not in LOCAL_HOSTS and token is None:
         token = secrets.token_urlsafe(24)
+    from sepsiscope._lock import is_locked
+
+    if is_locked(data):
+        typer.echo(f"error: another sepsiscope server uses {data} (see {data}/.sepsiscope.lock); "
+                   "stop it or give another --data", err=True)  # fmt: skip
+        raise typer.Exit(2)
     try:
         application = create_app(data, run, token=token, workers=workers, live=live)
     except InputError as exc:

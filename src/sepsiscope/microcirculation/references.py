@@ -34,7 +34,7 @@ class Reference:
 REFERENCES: tuple[Reference, ...] = (
     Reference("tvd_mm_per_mm2", "TVD (all vessels)", "mm/mm²", source="De Backer 2007"),
     Reference("tvd_small_mm_per_mm2", "TVD (small vessels)", "mm/mm²",
-              healthy="≈ septic", septic_shock="≈ healthy"),
+              healthy="similar in both", septic_shock="similar in both"),
     Reference("pvd_mm_per_mm2", "PVD (small vessels)", "mm/mm²", healthy="16.6 ± 1.6",
               septic_shock="13.2 ± 4.4"),
     Reference("ppv_percent", "PPV", "%", healthy="100 ± 1", septic_shock="78 ± 23"),

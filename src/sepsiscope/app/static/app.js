@@ -110,7 +110,14 @@ function initIndex() {
         line.textContent = `${file.name}: refused: ${error.message}`;
       }
     }
-    setTimeout(() => window.location.reload(), 600);
+    if (log.querySelector("li.error")) {
+      const again = el("li", {}, "");
+      const link = el("a", { href: "/" }, "Reload");
+      again.append(link, " to see the accepted videos in the list.");
+      log.prepend(again);
+    } else {
+      setTimeout(() => window.location.reload(), 600);
+    }
   });
 
   const manifestForm = document.getElementById("manifest-form");
@@ -124,7 +131,10 @@ function initIndex() {
       line.className = result.failed.length ? "error" : "ok";
       line.textContent = `${result.added.length} video(s) added` + (result.failed.length
         ? `; ${result.failed.length} refused: ` + result.failed.slice(0, 3).map((f) => f.reason).join("; ") : "");
-      if (result.added.length) setTimeout(() => window.location.reload(), 800);
+      if (result.added.length && !result.failed.length) setTimeout(() => window.location.reload(), 800);
+      if (result.failed.length) {
+        for (const f of result.failed) log.prepend(el("li", { class: "error" }, `${f.video}: ${f.reason}`));
+      }
     } catch (error) {
       line.className = "error";
       line.textContent = `refused: ${error.message}`;
@@ -154,6 +164,21 @@ function initVideo() {
   });
   const requeue = document.getElementById("requeue");
   if (requeue) requeue.addEventListener("click", async () => { await api(`/api/videos/${videoId}/requeue`, { method: "POST" }); window.location.reload(); });
+
+  const scaleForm = document.getElementById("scale-form");
+  if (scaleForm) {
+    scaleForm.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const body = { um_per_px: Number(scaleForm.elements.um_per_px.value) };
+      if (scaleForm.elements.fps.value) body.fps = Number(scaleForm.elements.fps.value);
+      try {
+        await api(`/api/videos/${videoId}/scale`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+        window.location.reload();
+      } catch (error) {
+        scaleForm.append(el("p", { class: "warning" }, `Not accepted: ${error.message}`));
+      }
+    });
+  }
 
   drawRolling();
   const scrub = document.getElementById("scrub");
@@ -319,11 +344,9 @@ function drawRolling() {
   const tMax = Math.max(...rolling.time_s, 1e-6);
   const x = (t) => pad + (w - 2 * pad) * t / tMax;
   const y = (p) => h - pad + (2 * pad - h) * p;
-  const band = rolling.time_s.map((t, i) => `${x(t)},${y(rolling.high[i] ?? rolling.probability[i])}`)
-    .concat(rolling.time_s.map((t, i) => `${x(t)},${y(rolling.low[i] ?? rolling.probability[i])}`).reverse());
-  plot.append(svg("polygon", { points: band.join(" "), fill: "#c9d9ef" }));
-  plot.append(svg("line", { x1: pad, x2: w - pad, y1: y(data.threshold), y2: y(data.threshold), stroke: "#888", "stroke-dasharray": "4 3" }));
-  plot.append(svg("polyline", { points: rolling.time_s.map((t, i) => `${x(t)},${y(rolling.probability[i])}`).join(" "),
+  plot.append(svg("line", { x1: pad, x2: w - pad, y1: y(data.threshold), y2: y(data.threshold), stroke: "#c44e52", "stroke-dasharray": "4 3" }));
+  rolling.time_s.forEach((t, i) => plot.append(svg("circle", { cx: x(t), cy: y(rolling.sample[i]), r: 2.2, fill: "#8fb3e0" })));
+  plot.append(svg("polyline", { points: rolling.time_s.map((t, i) => `${x(t)},${y(rolling.running[i])}`).join(" "),
     fill: "none", stroke: "#0b63ce", "stroke-width": 2 }));
   for (const [p, label] of [[0, "0"], [1, "1"], [data.threshold, "threshold"]]) {
     const text = svg("text", { x: 2, y: y(p) + 4, "font-size": 10, fill: "#555" });
