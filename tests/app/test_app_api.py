@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 from pathlib import Path
 
@@ -296,3 +297,20 @@ def test_a_refused_upload_leaves_no_temporary_file(tmp_path: Path, video_bytes) 
         assert r.status_code == 400 and str(tmp_path) not in r.json()["detail"]
         assert "b.avi" in r.json()["detail"]
         assert not list((tmp_path / "data" / "uploads").iterdir())
+
+
+def test_time_left_counts_the_queue_ahead(tmp_path: Path) -> None:
+    from sepsiscope.app.server import DEFAULT_SECONDS_PER_VIDEO_SECOND, _job_states
+
+    project = Project(tmp_path / "data").create()
+    for i in range(3):
+        project.add_video({"video_id": f"v{i}", "patient_id": "P", "filename": "x.avi",
+                           "source": "x.avi", "duration_s": 4.0})  # fmt: skip
+    project.claim_job(worker_pid=os.getpid())  # v0 runs
+    left = {s["video_id"]: s["left_s"] for s in _job_states(project, workers=1)}
+    one = 4.0 * DEFAULT_SECONDS_PER_VIDEO_SECOND
+    assert left["v0"] == pytest.approx(one, abs=1.5)
+    assert left["v1"] == pytest.approx(2 * one, abs=1.5)
+    assert left["v2"] == pytest.approx(3 * one, abs=1.5)
+    shared = {s["video_id"]: s["left_s"] for s in _job_states(project, workers=2)}
+    assert shared["v2"] == pytest.approx(1.5 * one, abs=1.5)

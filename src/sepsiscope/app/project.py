@@ -134,7 +134,9 @@ class Project:
         """Record a checked video and queue its job."""
         columns = ("video_id", "patient_id", "site", "label", "camera", "um_per_px", "fps",
                    "filename", "source", "width", "height", "n_frames", "duration_s")  # fmt: skip
-        values = [row.get(c) for c in columns]
+        text = {"site", "label", "camera"}  # empty rather than missing
+        values = [row.get(c) if row.get(c) is not None else ("" if c in text else None)
+                  for c in columns]  # fmt: skip
         with self.connect() as db:
             db.execute("BEGIN IMMEDIATE")
             db.execute(

@@ -417,7 +417,7 @@ def create_app(
         async def stream() -> AsyncIterator[str]:
             last, beat = None, time.monotonic()
             while not await request.is_disconnected():
-                state = await run_in_threadpool(_job_states, project)
+                state = await run_in_threadpool(_job_states, project, max(workers, 1))
                 if state != last:
                     yield f"event: jobs\ndata: {json.dumps(state)}\n\n"
                     last, beat = state, time.monotonic()
@@ -458,22 +458,38 @@ def _routes(schema: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _job_states(project: Project) -> list[dict[str, Any]]:
-    """Each video's job state with the time left (s, estimated from finished jobs)."""
-    per_second = project.seconds_per_video_second() or 1.0
+# Before any job has finished: seconds of work per second of video (measure, predict and
+# Grad-CAM of a 640x480 video on 2 cores, docs/benchmarks.md "Web app"), refined from then on.
+DEFAULT_SECONDS_PER_VIDEO_SECOND = 2.0
+ANALYSED_S = 10.0  # measure analyses at most the first 10 s of a video
+
+
+def _job_states(project: Project, workers: int = 1) -> list[dict[str, Any]]:
+    """Each video's job state with the time left (s): its own work, and for a queued one the
+    work queued before it, shared by the workers."""
+    per_second = project.seconds_per_video_second() or DEFAULT_SECONDS_PER_VIDEO_SECOND
     now = time.time()
-    out = []
-    for v in project.videos():
-        left = None
-        if v["state"] in ("queued", "running") and v["duration_s"]:
-            left = per_second * min(v["duration_s"], 10.0)  # measure analyses at most 10 s
+    videos = project.videos()
+    work: dict[str, float] = {}
+    for v in videos:
+        if v["state"] in ("queued", "running"):
+            own = per_second * min(v["duration_s"] or ANALYSED_S, ANALYSED_S)
             if v["state"] == "running" and v["started_at"]:
-                started = pd.Timestamp(v["started_at"]).timestamp()
-                left = max(0.0, left - (now - started))
-        out.append({"video_id": v["video_id"], "state": v["state"], "step": v["step"],
-                    "progress": round(v["progress"] or 0, 3), "message": v["message"],
-                    "left_s": None if left is None else round(left)})  # fmt: skip
-    return out
+                own -= now - pd.Timestamp(v["started_at"]).timestamp()
+            work[v["video_id"]] = max(1.0, own)
+    ahead = 0.0
+    left: dict[str, float] = {}
+    for v in sorted((v for v in videos if v["video_id"] in work), key=lambda v: v["job_id"]):
+        if v["state"] == "running":
+            left[v["video_id"]] = work[v["video_id"]]
+            ahead += work[v["video_id"]]  # a queued video waits for it too
+        else:
+            ahead += work[v["video_id"]]
+            left[v["video_id"]] = ahead / max(1, workers)
+    return [{"video_id": v["video_id"], "state": v["state"], "step": v["step"],
+             "progress": round(v["progress"] or 0, 3), "message": v["message"],
+             "left_s": round(left[v["video_id"]]) if v["video_id"] in left else None}
+            for v in videos]  # fmt: skip
 
 
 def _video_id(value: str) -> str:
