@@ -133,6 +133,7 @@ class RunLayout:
     threshold = property(lambda self: self.classifier / "threshold.json")
     train_log = property(lambda self: self.classifier / "metrics.csv")
     onnx = property(lambda self: self.classifier / "model.onnx")
+    onnx_int8 = property(lambda self: self.classifier / "model.int8.onnx")  # export --int8
     train_result = property(lambda self: self.classifier / "train.json")
     train_logs = property(lambda self: self.classifier / "logs")
     frame_split = property(lambda self: self.classifier / "frame_split.csv")  # leaky split only

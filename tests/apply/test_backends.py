@@ -115,3 +115,32 @@ def test_model_files_that_claim_other_settings_name_what_differs(tmp_path):
     differs = r"missing conv1.weight; fc.weight is \(1, 64\), not \(1, 128\)"
     with pytest.raises(InputError, match=rf"model.safetensors: .*SepsisNet classifier \({differs}"):
         load_classifier(run)
+
+
+def test_int8_export_agrees_with_fp32_and_refuses_stale_weights(tmp_path):
+    from pathlib import Path
+
+    from _repr_data import make_classifier_run, make_store
+    from safetensors.torch import save_file
+
+    from sepsiscope.apply.export import export
+
+    store = make_store(tmp_path / "store", size=64)
+    run = make_classifier_run(tmp_path / "run", store)
+    save_file(tiny_model().state_dict(), str(run.model))  # probabilities spread around 0.5
+    result = export(run.root, int8=True)
+    q = result["int8"]
+    assert Path(q["onnx"]) == run.onnx_int8 and q["bytes"] < 0.5 * result["bytes"]
+    assert q["n_calibration"] > 0 and q["n_check"] > 0
+    assert q["max_abs_diff"] < 0.08 and q["mean_abs_diff"] < 0.02, q
+    int8 = load_backend(run.root, "int8")
+    assert int8.name == "int8" and int8.metadata["agreement_flips"] == str(q["flips"])
+    from sepsiscope.data.store import FrameStore
+
+    frames = FrameStore(store)  # in-distribution samples (noise is not what it was calibrated on)
+    samples = frames.read_table(frames.samples("test"))
+    assert np.abs(int8(samples) - load_backend(run.root, "onnx")(samples)).max() < 0.08
+    assert load_backend(run.root, "auto").name == "onnx"  # int8 is never chosen silently
+    save_file(tiny_model(seed=5).state_dict(), str(run.model))
+    with pytest.raises(InputError, match="other weights.*--int8"):
+        load_backend(run.root, "int8")

@@ -19,10 +19,16 @@ part of every back end, so all of them take the same uint8 input.
     which ``sepsiscope export`` writes: one self-contained file (weights inside), input
     ``samples`` uint8 ``(n, 3, S, S)`` with a dynamic batch axis, output ``probability`` ``(n,)``
     float32 and ``logit``. Agrees with fp32 to < 1e-4.
+``int8``
+    ONNX Runtime on RUN/classifier/model.int8.onnx, which ``sepsiscope export --int8`` writes:
+    the same graph with weights (per channel) and activations quantised to 8 bits (static QDQ,
+    calibrated on samples of the run's own training split). For CPUs without bf16 (AVX2 only);
+    its agreement with fp32 is measured at export on validation samples and stored in the file
+    (docs/prediction.md).
 ``auto``
     CUDA fp32 when a GPU is asked for; otherwise ONNX when the exported file is current,
-    else torch fp32. bf16 is never chosen silently because it can move a probability that sits
-    next to the threshold.
+    else torch fp32. bf16 and int8 are never chosen silently because they can move a probability
+    that sits next to the threshold.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from sepsiscope.models.classifier import INPUT_MODES, SepsisNet, prepare_batch
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "fp32", "torch", "bf16", "onnx")
+BACKENDS = ("auto", "fp32", "torch", "bf16", "onnx", "int8")
 ONNX_INPUT = "samples"
 
 
@@ -188,7 +194,10 @@ class OnnxBackend:
 
     name = "onnx"
 
-    def __init__(self, path: str | os.PathLike, *, threads: int | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike, *, threads: int | None = None, name: str = "onnx"
+    ) -> None:
+        self.name = name
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -264,19 +273,22 @@ def load_backend(
     if name not in BACKENDS:
         raise InputError(f"unknown back end {name!r}: use one of {', '.join(BACKENDS)}")
     layout = RunLayout(run_dir).require_classifier()
-    if name == "onnx" and device.startswith("cuda"):
+    if name in ("onnx", "int8") and device.startswith("cuda"):
         raise InputError("the onnx back end runs on the CPU; use --backend fp32 or bf16 on CUDA")
     if name == "auto" and not device.startswith("cuda") and _onnx_current(layout):
         name = "onnx"
-    if name == "onnx":
-        backend = OnnxBackend(layout.onnx)
+    if name in ("onnx", "int8"):
+        path = layout.onnx if name == "onnx" else layout.onnx_int8
+        again = "sepsiscope export RUN" + (" --int8" if name == "int8" else "")
+        if not path.exists():
+            raise InputError(f"no {name} model at {path}: run `{again}` first")
+        backend = OnnxBackend(path, name=name)
         sha = backend.metadata.get("weights_sha256")
         if sha and sha != file_sha256(layout.model):
             raise InputError(
-                f"{layout.onnx} was exported from other weights than {layout.model}; "
-                "run `sepsiscope export RUN` again"
+                f"{path} was exported from other weights than {layout.model}; run `{again}`"
             )
-        _check_export_claims(layout, backend)
+        _check_export_claims(layout, backend, path)
         return backend
     model, input_mode, _ = _run_model(run_dir)
     precision = "bf16" if name == "bf16" else "fp32"
@@ -285,7 +297,7 @@ def load_backend(
     )
 
 
-def _check_export_claims(layout: RunLayout, backend: OnnxBackend) -> None:
+def _check_export_claims(layout: RunLayout, backend: OnnxBackend, path: Path) -> None:
     """An export's claimed input mode and sample size (its metadata and input shape) must be the
     run's: a mismatch names the file and what differs."""
     saved = layout.saved_training()
@@ -304,7 +316,7 @@ def _check_export_claims(layout: RunLayout, backend: OnnxBackend) -> None:
     ]
     if differs:
         raise InputError(
-            f"{layout.onnx} does not match {layout.root}: {'; '.join(differs)}; "
+            f"{path} does not match {layout.root}: {'; '.join(differs)}; "
             "run `sepsiscope export RUN` again"
         )
 

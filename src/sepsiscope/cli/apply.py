@@ -33,7 +33,7 @@ def predict_cmd(
     ],
     backend: Annotated[
         str | None,
-        typer.Option("--backend", help="auto, fp32 (torch), bf16 or onnx (default auto)."),
+        typer.Option("--backend", help="auto, fp32 (torch), bf16, onnx or int8 (default auto)."),
     ] = None,
     device: Annotated[
         str | None, typer.Option("--device", help="cpu or cuda (default cpu).")
@@ -149,19 +149,32 @@ def export_cmd(
         Path | None,
         out_option("The .onnx file (default RUN/classifier/model.onnx)."),
     ] = None,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8",
+            help="Also an int8 model (ONNX Runtime static quantisation, "
+            "calibrated on the store's train split) for CPUs without bf16.",
+        ),
+    ] = False,
+    store: RunStoreOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Write the classifier, preprocessing included, as one self-contained ONNX file (uint8
     samples in, probability out) and check it against torch."""
     from sepsiscope.apply.export import export
 
-    run_stage(
-        lambda: export(run, out=out),
-        as_json=as_json,
-        summary=lambda r: (
-            f"{r['onnx']} (opset {r['opset']}, max |Δp| vs torch {r['max_abs_diff']:.1e})"
-        ),
-    )
+    def summary(r: dict) -> str:
+        text = f"{r['onnx']} (opset {r['opset']}, max |Δp| vs torch {r['max_abs_diff']:.1e})"
+        if "int8" in r:
+            q = r["int8"]
+            text += (f"\n{q['onnx']} (int8; vs fp32 on {q['n_check']} validation samples: max "
+                     f"|Δp| {q['max_abs_diff']:.3f}, mean {q['mean_abs_diff']:.4f}, "
+                     f"{q['flips']} decision(s) flipped)")  # fmt: skip
+        return text
+
+    run_stage(lambda: export(run, out=out, int8=int8, store=store), as_json=as_json,
+              summary=summary)  # fmt: skip
 
 
 @app.command("report")
