@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.5
 GRADCAM_FRAMES = 4
-# The study's space-time diagrams of a video, drawn by measure (the app draws any on a click).
+# Space-time diagrams in measure's figure of a video (the page shows any vessel's on a click).
 KYMOGRAPHS = 4
 
 

@@ -1,0 +1,79 @@
+"""crossval's ensemble against its single fold models on patients none of them saw.
+
+A new cohort is simulated with another seed (the same simulator and cameras as the training
+cohort, so this measures the ensemble's gain, not generalisation to other data), and every model
+predicts every video: the ensemble (RUN/ensemble, at its out-of-fold threshold) and each fold
+model (at its own validation threshold). Patient probability = mean of the patient's videos.
+
+    python benchmarks/ensemble_vs_single.py --cv CV_RUN --patients 20 --seed 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import platform
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from sepsiscope.apply.predict import PredictSettings, predict
+from sepsiscope.layout import RunLayout
+from sepsiscope.simulate import SimulateSettings, simulate_cohort
+
+
+def patient_table(run: Path, manifest: Path) -> tuple[pd.DataFrame, float]:
+    result = predict(run, manifest, PredictSettings(backend="fp32"), quiet=True)
+    videos = pd.DataFrame(result["videos"])
+    patients = videos.groupby("patient_id").agg(
+        probability=("probability", "mean"), label=("label", "first")
+    )
+    patients["y"] = (patients["label"] == "septic").astype(int)
+    return patients, float(result["videos"][0]["threshold"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cv", type=Path, required=True, help="a crossval run with ensemble/")
+    parser.add_argument("--patients", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    cv = RunLayout(args.cv)
+    folds = sorted(p for p in cv.folds.glob("fold_*") if (p / "classifier").is_dir())
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = SimulateSettings(patients=args.patients, videos_per_patient=2, seconds=3.0,
+                                    camera="mixed", seed=args.seed)  # fmt: skip
+        simulate_cohort(Path(tmp) / "cohort", settings, quiet=True)
+        manifest = Path(tmp) / "cohort" / "manifest.csv"
+        for name, run in [("ensemble", cv.ensemble.root)] + [(f.name, f) for f in folds]:
+            patients, threshold = patient_table(run, manifest)
+            called = patients["probability"] >= threshold
+            rows.append({
+                "model": name, "auc": roc_auc_score(patients["y"], patients["probability"]),
+                "accuracy": float((called == patients["y"].astype(bool)).mean()),
+                "sensitivity": float(called[patients["y"] == 1].mean()),
+                "specificity": float((~called)[patients["y"] == 0].mean()),
+                "threshold": threshold,
+            })  # fmt: skip
+    table = pd.DataFrame(rows)
+    singles = table[table["model"] != "ensemble"]
+    print(f"{args.patients} new simulated patients (seed {args.seed}, 2 videos each, mixed "
+          f"cameras); {platform.node()}\n")  # fmt: skip
+    print("| model | patient AUC | accuracy | sensitivity | specificity | threshold |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in table.itertuples():
+        print(f"| {r.model} | {r.auc:.3f} | {r.accuracy:.2f} | {r.sensitivity:.2f} | "
+              f"{r.specificity:.2f} | {r.threshold:.3f} |")  # fmt: skip
+    mean = singles[["accuracy", "sensitivity", "specificity"]].mean()
+    print(f"| single models, mean ± SD | {singles['auc'].mean():.3f} ± "
+          f"{np.std(singles['auc'], ddof=1):.3f} | {mean['accuracy']:.2f} | "
+          f"{mean['sensitivity']:.2f} | {mean['specificity']:.2f} | |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
