@@ -314,3 +314,14 @@ def test_time_left_counts_the_queue_ahead(tmp_path: Path) -> None:
     assert left["v2"] == pytest.approx(3 * one, abs=1.5)
     shared = {s["video_id"]: s["left_s"] for s in _job_states(project, workers=2)}
     assert shared["v2"] == pytest.approx(1.5 * one, abs=1.5)
+
+
+def test_changes_from_another_site_are_refused(tmp_path: Path, video_bytes) -> None:
+    with TestClient(create_app(tmp_path / "data", workers=0)) as client:
+        params = {"filename": "a.avi", "patient_id": "P"}
+        evil = client.post("/api/videos", params=params, content=video_bytes,
+                           headers={"Origin": "https://evil.example"})  # fmt: skip
+        assert evil.status_code == 403 and client.get("/api/videos").json() == []
+        same = client.post("/api/videos", params=params, content=video_bytes,
+                           headers={"Origin": "http://testserver"})  # fmt: skip
+        assert same.status_code == 201

@@ -122,6 +122,9 @@ def create_app(
     async def guard(request: Request, call_next):  # noqa: ANN001, ANN202
         if token is not None and not _has_token(request, token):
             return JSONResponse({"detail": "a token is required (start URL ?token=...)"}, 401)
+        if request.method not in ("GET", "HEAD") and not _same_origin(request):
+            # another web site in the user's browser must not add, edit or delete anything here
+            return JSONResponse({"detail": "requests from other sites are refused"}, 403)
         response = await call_next(request)
         if token is not None and request.query_params.get("token") == token:
             response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
@@ -508,6 +511,14 @@ def _camera_scale(project: Project, camera: str) -> float | None:
     if not camera:
         return None
     return (project.cameras().get(camera) or {}).get("um_per_px") or camera_um_per_px(camera)
+
+
+def _same_origin(request: Request) -> bool:
+    """No Origin header (a script, curl), or one naming this server."""
+    from urllib.parse import urlsplit
+
+    origin = request.headers.get("origin")
+    return origin is None or urlsplit(origin).netloc == request.headers.get("host")
 
 
 def _has_token(request: Request, token: str) -> bool:
