@@ -24,10 +24,8 @@ from pathlib import Path
 
 import httpx
 
-
-def _cpu() -> str:
-    return next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
-                 .splitlines() if line.startswith("model name")), platform.processor())  # fmt: skip
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_predict import _machine  # noqa: E402
 
 
 def _port() -> int:
@@ -119,8 +117,8 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(30)
-    print(f"Web app, 1 worker process; {_cpu()}, {platform.node()}; one simulated 10-s 640x480 "
-          f"video ({size_mb:.1f} MB), run {args.run}\n")  # fmt: skip
+    print(f"Web app, 1 worker process; {_machine('cpu')}, {platform.node()}; one simulated "
+          f"10-s 640x480 video ({size_mb:.1f} MB), run {args.run}\n")  # fmt: skip
     print("| step | seconds |\n|---|---:|")
     print(f"| upload answered (stored, decoded, queued) | {upload_s:.1f} |")
     print(f"| first result: metrics shown (measure done) | {metrics_s:.1f} |")

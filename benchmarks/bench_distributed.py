@@ -77,9 +77,13 @@ def main() -> None:
     if args.one:
         print(json.dumps(one_size(args.one, args.workers)))
         return
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
-                .splitlines() if line.startswith("model name")), platform.processor())  # fmt: skip
-    print(f"Dask LocalCluster of {args.workers} worker processes; {cpu}, {platform.node()}\n")
+    # only here, in the parent: bench_predict loads torch, which would inflate the children's
+    # peak memory, the figure measured
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_predict import _machine
+
+    machine = f"{_machine('cpu')}, {platform.node()}"
+    print(f"Dask LocalCluster of {args.workers} worker processes; {machine}\n")
     print("| videos | ingest s | measure s | ms per video (both) | driver peak MiB |")
     print("|---:|---:|---:|---:|---:|")
     for n in args.videos:

@@ -19,8 +19,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _ingest_media import cohort, write_manifest  # noqa: E402
+from bench_predict import _machine  # noqa: E402
 
 from sepsiscope.data.ingest import IngestSettings, ingest  # noqa: E402
 from sepsiscope.errors import PartialFailure  # noqa: E402
@@ -41,9 +43,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[1000, 3000, 10000])
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # the missing files are the point, not news
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
-                .splitlines() if line.startswith("model name")), platform.processor())  # fmt: skip
-    print(f"Ingest of 6 real videos + N missing files; {cpu}, {platform.node()}\n")
+    print(f"Ingest of 6 real videos + N missing files; {_machine('cpu')}, {platform.node()}\n")
     print("| missing rows | seconds | ms per row |\n|---:|---:|---:|")
     for n in args.rows:
         with tempfile.TemporaryDirectory() as tmp:

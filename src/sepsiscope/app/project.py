@@ -151,23 +151,27 @@ class Project:
         if row.get("camera") and row.get("um_per_px"):
             self.remember_camera(row["camera"], row["um_per_px"], row.get("fps"))
 
-    def videos(self, patient_id: str | None = None) -> list[dict[str, Any]]:
-        """Every video (or a patient's) with its latest job's state, newest first."""
+    def videos(
+        self, patient_id: str | None = None, *, video_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Every video (or a patient's, or one) with its latest job's state, newest first."""
         query = (
             "SELECT v.*, j.job_id, j.state, j.step, j.progress, j.message, j.started_at, "
             "j.finished_at, j.seconds FROM videos v LEFT JOIN jobs j ON j.job_id = "
             "(SELECT MAX(job_id) FROM jobs WHERE video_id = v.video_id)"
         )
-        args: tuple[Any, ...] = ()
-        if patient_id is not None:
-            query += " WHERE v.patient_id = ?"
-            args = (patient_id,)
+        where = {"v.patient_id": patient_id, "v.video_id": video_id}
+        given = {k: v for k, v in where.items() if v is not None}
+        if given:
+            query += " WHERE " + " AND ".join(f"{k} = ?" for k in given)
         with self.connect() as db:
-            rows = db.execute(query + " ORDER BY v.added_at DESC, v.video_id", args).fetchall()
+            rows = db.execute(
+                query + " ORDER BY v.added_at DESC, v.video_id", tuple(given.values())
+            ).fetchall()
         return [dict(r) for r in rows]
 
     def video(self, video_id: str) -> dict[str, Any] | None:
-        rows = [v for v in self.videos() if v["video_id"] == video_id]
+        rows = self.videos(video_id=video_id)
         return rows[0] if rows else None
 
     def patients(self) -> list[dict[str, Any]]:

@@ -318,10 +318,8 @@ def create_app(
     @app.get("/api/videos/{video_id}/vessels.csv")
     def export_vessels(video_id: str) -> Response:
         """The reviewed vessel table (edited, excluded and added vessels marked) as CSV."""
-        after = views.reviewed(project, _video_id(video_id))
-        if after is None:
-            raise InputError(f"{video_id}: not measured yet")
-        return _csv(after[1].drop(columns=["path_px"]), f"{video_id}_vessels.csv")
+        table = views.require_reviewable(project, _video_id(video_id)).table()
+        return _csv(table.drop(columns=["path_px"]), f"{video_id}_vessels.csv")
 
     @app.get("/api/videos/{video_id}/image.png")
     def mean_image(video_id: str) -> Response:
@@ -433,13 +431,7 @@ def create_app(
                                  headers={"Cache-Control": "no-store"})  # fmt: skip
 
     def _geometry(video_id: str) -> Any:
-        from sepsiscope.microcirculation.review import load_geometry
-
-        row = views.measured_row(project, _video_id(video_id))
-        layout = project.measurements(video_id)
-        if row is None or not layout.geometry(row["video_id"]).exists():
-            raise InputError(f"{video_id}: not measured yet (or rejected)")
-        return load_geometry(layout.geometry(row["video_id"]))
+        return views.require_reviewable(project, _video_id(video_id)).geometry
 
     return app
 

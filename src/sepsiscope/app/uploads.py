@@ -137,9 +137,11 @@ def add_manifest(project: Project, manifest: Path) -> dict[str, Any]:
         fps = None if fps is None or (isinstance(fps, float) and math.isnan(fps)) else float(fps)
         scale = row.get("um_per_px")
         scale = None if scale is None or (isinstance(scale, float) and math.isnan(scale)) else scale
-        if project.has_source(str(row["video"])):
-            reason = f"already in the project as {project.has_source(str(row['video']))}"
-            failed.append({"video": str(row["video"]), "reason": reason})
+        already = project.has_source(str(row["video"]))
+        if already:
+            failed.append(
+                {"video": str(row["video"]), "reason": f"already in the project as {already}"}
+            )
             continue
         try:
             info = check_video(Path(row["video"]), fps, name=str(row["video"]))

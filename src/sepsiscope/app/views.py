@@ -1,13 +1,15 @@
 """What a page shows, gathered from the files the stages wrote: one video, one patient.
 
 Nothing here computes a stage again: metrics come from ``measure``'s tables (recomputed from its
-geometry only to apply a reviewer's edits, with :mod:`sepsiscope.microcirculation.review`), the
-probability from ``predict``'s result, the explanations from ``explain``'s PNGs.
+geometry only to apply a reviewer's edits: :class:`Reviewable`, with
+:mod:`sepsiscope.microcirculation.review`), the probability from ``predict``'s result, the
+explanations from ``explain``'s PNGs.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,8 @@ from sepsiscope.errors import InputError
 from sepsiscope.microcirculation.references import REFERENCES
 from sepsiscope.microcirculation.review import (
     Edit,
+    Geometry,
+    Review,
     load_geometry,
     load_review,
     reviewed_metrics,
@@ -48,17 +52,41 @@ def measured_row(project: Project, video_id: str) -> dict[str, Any] | None:
     return {k: _clean(v) for k, v in rows.iloc[0].to_dict().items()} if len(rows) else None
 
 
-def reviewed(project: Project, video_id: str) -> tuple[dict[str, Any], pd.DataFrame] | None:
-    """The video's metrics and vessel table after its review (None without a geometry)."""
+@dataclass(frozen=True)
+class Reviewable:
+    """What a review of a measured video works on: measure's id for it, its geometry, its
+    vessel table and the saved review."""
+
+    measure_id: str
+    geometry: Geometry
+    vessels: pd.DataFrame
+    review: Review
+
+    def table(self, review: Review | None = None) -> pd.DataFrame:
+        """The vessel table after ``review`` (default: the saved one)."""
+        return reviewed_vessels(self.geometry, self.vessels, review or self.review)
+
+
+def reviewable(
+    project: Project, video_id: str, row: dict[str, Any] | None = None
+) -> Reviewable | None:
+    """The video's :class:`Reviewable` (None before an accepted measurement); ``row`` is
+    ``measure``'s row when the caller has read it already."""
+    row = row if row is not None else measured_row(project, video_id)
     layout = project.measurements(video_id)
-    row = measured_row(project, video_id)
     if row is None or not layout.geometry(row["video_id"]).exists():
         return None
-    geometry = load_geometry(layout.geometry(row["video_id"]))
     vessels = pd.read_parquet(layout.vessels) if layout.vessels.exists() else pd.DataFrame()
-    review = load_review(layout, row["video_id"])
-    table = reviewed_vessels(geometry, vessels, review)
-    return reviewed_metrics(table, geometry), table
+    return Reviewable(row["video_id"], load_geometry(layout.geometry(row["video_id"])), vessels,
+                      load_review(layout, row["video_id"]))  # fmt: skip
+
+
+def require_reviewable(project: Project, video_id: str) -> Reviewable:
+    """:func:`reviewable`, or InputError when there is nothing to review yet."""
+    found = reviewable(project, video_id)
+    if found is None:
+        raise InputError(f"{video_id}: not measured yet (or rejected): no vessels to review")
+    return found
 
 
 def video_view(project: Project, video_id: str) -> dict[str, Any]:
@@ -77,8 +105,8 @@ def video_view(project: Project, video_id: str) -> dict[str, Any]:
             "analysed_s": [row.get("analysed_start_s"), row.get("analysed_end_s")],
             "measure_id": row["video_id"],
         }  # fmt: skip
-        after = reviewed(project, video_id)
-        edited = after[0] if after else {}
+        after = reviewable(project, video_id, row)
+        edited = reviewed_metrics(after.table(), after.geometry) if after else {}
         for ref in REFERENCES:
             automatic = row.get(ref.metric)
             value = _clean(edited.get(ref.metric, automatic))
@@ -90,9 +118,7 @@ def video_view(project: Project, video_id: str) -> dict[str, Any]:
             })  # fmt: skip
         view["extra"] = {k: _clean(edited.get(k, row.get(k))) for k in EXTRA_METRICS}
         view["n_edits"] = int(edited.get("n_edits", 0))
-        view["review_version"] = load_review(
-            project.measurements(video_id), row["video_id"]
-        ).version
+        view["review_version"] = after.review.version if after else 0
     view["prediction"] = prediction_view(project, video_id)
     folder = project.explanations(video_id)
     view["gradcam"] = sorted(p.name for p in folder.glob("*.png")) if folder.exists() else []
@@ -155,27 +181,18 @@ def save_edits(
 ) -> dict[str, Any]:
     """Check ``edits`` against the video's vessels, then save them on ``version`` of its review
     (EditConflict if it changed since); the video's view after them."""
-    layout = project.measurements(video_id)
-    row = measured_row(project, video_id)
-    if row is None or not layout.geometry(row["video_id"]).exists():
-        raise InputError(f"{video_id}: not measured yet (or rejected): nothing to edit")
-    geometry = load_geometry(layout.geometry(row["video_id"]))
-    vessels = pd.read_parquet(layout.vessels) if layout.vessels.exists() else pd.DataFrame()
-    review = load_review(layout, row["video_id"])
-    trial = review.model_copy(update={"edits": review.edits + edits})
-    reviewed_vessels(geometry, vessels, trial)  # an edit of a vessel that is not there: refused
-    save_review(layout, row["video_id"], edits, version=version)
+    current = require_reviewable(project, video_id)
+    review = current.review
+    current.table(review.model_copy(update={"edits": review.edits + edits}))  # a vessel that is
+    # not there is refused here, before anything is kept
+    save_review(project.measurements(video_id), current.measure_id, edits, version=version)
     return video_view(project, video_id)
 
 
 def vessels_view(project: Project, video_id: str) -> dict[str, Any]:
     """The vessels to draw and edit: centrelines (analysed px), categories and flags."""
-    after = reviewed(project, video_id)
-    if after is None:
-        raise InputError(f"{video_id}: not measured yet (or rejected): no vessels to review")
-    _, table = after
-    row = measured_row(project, video_id)
-    geometry = load_geometry(project.measurements(video_id).geometry(row["video_id"]))
+    current = require_reviewable(project, video_id)
+    table, geometry = current.table(), current.geometry
     height, width = geometry.field.shape
     vessels = [
         {

@@ -25,6 +25,12 @@ CATEGORY_BGR = {
 OUTLINE_BGR = (0, 0, 0)
 
 
+def stretch_to_uint8(image: np.ndarray) -> np.ndarray:
+    """``image`` as uint8, its 1st-99th percentile spread over 0-255."""
+    low, high = np.percentile(image, (1, 99)) if image.size else (0.0, 1.0)
+    return np.clip((image - low) / max(high - low, 1e-6) * 255, 0, 255).astype(np.uint8)
+
+
 def save_overlay(path: str | os.PathLike, analysis: Analysis) -> Path:
     """The registered mean image with every centreline coloured by its flow category (PNG).
 
@@ -32,9 +38,7 @@ def save_overlay(path: str | os.PathLike, analysis: Analysis) -> Path:
     are drawn 1 px wide, large ones 2 px, each over a black outline 2 px wider. A legend in the
     top-left corner names each category with its count of segments.
     """
-    image = analysis.mean_image
-    low, high = np.percentile(image, (1, 99))
-    grey = np.clip((image - low) / max(high - low, 1e-6) * 255, 0, 255).astype(np.uint8)
+    grey = stretch_to_uint8(analysis.mean_image)
     scale = max(1, int(np.ceil(480 / max(grey.shape))))  # tiny test videos drawn legibly
     grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
     canvas = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)

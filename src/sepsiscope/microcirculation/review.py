@@ -38,6 +38,7 @@ from pydantic import BaseModel, Field
 from sepsiscope._io import atomic_path, read_json, write_json
 from sepsiscope.errors import InputError
 from sepsiscope.layout import MeasurementLayout
+from sepsiscope.microcirculation._figures import stretch_to_uint8
 from sepsiscope.microcirculation.analyse import SPUR_UM
 from sepsiscope.microcirculation.chains import count_vessels
 from sepsiscope.microcirculation.consensus import video_metrics
@@ -71,12 +72,6 @@ class Geometry:
     kymographs: list[np.ndarray] | None = None  # (T, L) uint8 space-time diagram per segment
 
 
-def _stretch(image: np.ndarray) -> np.ndarray:
-    """``image`` to uint8, its 1st-99th percentile spread over 0-255."""
-    low, high = np.percentile(image, (1, 99)) if image.size else (0.0, 1.0)
-    return np.clip((image - low) / max(high - low, 1e-6) * 255, 0, 255).astype(np.uint8)
-
-
 def save_geometry(
     path: str | os.PathLike,
     analysis: Analysis,
@@ -89,7 +84,7 @@ def save_geometry(
     ``.npz``; about 0.2-2 MB for 10 s of video)."""
     paths = [s.path_px.astype(np.float32) for s in analysis.segments]
     chains = [[i for i, _ in chain] for chain in analysis.chains]
-    kymos = [_stretch(k) for k in analysis.kymographs]
+    kymos = [stretch_to_uint8(k) for k in analysis.kymographs]
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(
             handle,
@@ -98,7 +93,7 @@ def save_geometry(
             field=analysis.field_mask.astype(bool),
             chains=np.array([i for c in chains for i in c], np.int64),
             chain_ends=np.cumsum([len(c) for c in chains], dtype=np.int64),
-            mean_image=_stretch(analysis.mean_image),
+            mean_image=stretch_to_uint8(analysis.mean_image),
             um_per_px=np.float64(um_per_px),
             scale=np.array(scale, np.float64),
             fps=np.float64(fps),
