@@ -88,6 +88,7 @@ def test_edits_move_the_figures_and_are_kept_in_a_sidecar(tmp_path: Path, measur
     assert added["tvd_mm_per_mm2"] == pytest.approx(excluded["tvd_mm_per_mm2"] + drawn_mm / area)
     assert added["n_segments"] == excluded["n_segments"] + 1
     assert table["source"].tolist().count("added") == 1
+    assert set(table["video_id"]) == {video_id}  # a drawn vessel names its video too
     assert review.version == 3 and [e.author for e in review.edits] == ["a", "a", "b"]
     assert all(e.at for e in review.edits)
     # the automatic result is untouched; the edits live in their own file

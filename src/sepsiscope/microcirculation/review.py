@@ -226,7 +226,8 @@ def reviewed_vessels(geometry: Geometry, vessels: pd.DataFrame, review: Review) 
         else:
             raise InputError(f"{review.video_id}: edit of segment {segment}, which is not there")
     if added:
-        extra = pd.DataFrame([{"segment": k, **v} for k, v in added.items()])
+        extra = pd.DataFrame([{"video_id": review.video_id, "segment": k, **v}
+                              for k, v in added.items()])  # fmt: skip
         table = pd.concat([table, extra], ignore_index=True)
     return table
 
@@ -245,7 +246,7 @@ def _added_vessel(edit: Edit, geometry: Geometry) -> dict[str, Any]:
     path = np.column_stack([np.interp(at, along, points[:, k]) for k in (0, 1)])
     diameter = edit.diameter_um or ADDED_DIAMETER_UM
     return {
-        "video_id": "", "length_um": float(steps.sum()) * geometry.um_per_px,
+        "length_um": float(steps.sum()) * geometry.um_per_px,
         "diameter_um": diameter, "small": diameter < SMALL_VESSEL_UM,
         "flow": edit.flow or "continuous",
         "velocity_um_per_s": np.nan, "perfused_by_blur": False, "excluded": False,
