@@ -207,6 +207,11 @@ class RunLayout:
         """The fold models as one model to apply (a run folder of its own, RUN/ensemble)."""
         return RunLayout(self.root / "ensemble")
 
+    @property
+    def refit(self) -> RunLayout:
+        """One model trained on every patient (``crossval --refit``; a run folder, RUN/refit)."""
+        return RunLayout(self.root / "refit")
+
     def fold(self, index: int) -> RunLayout:
         """The run of cross-validation fold ``index`` (a run folder of its own)."""
         return RunLayout(self.folds / f"fold_{index}")

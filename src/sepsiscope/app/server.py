@@ -558,12 +558,15 @@ def _run_description(run_dir: Path | None) -> str:
     """One line naming the run and what it was trained on, for every page."""
     if run_dir is None:
         return "No trained run: metrics only (start with `sepsiscope serve RUN` for the network)."
-    from sepsiscope.classifier.ensemble import is_ensemble
+    from sepsiscope.classifier.ensemble import crossval_model
     from sepsiscope.layout import RunLayout
     from sepsiscope.reporting.report import is_synthetic
 
     store = RunLayout(run_dir).trained_store()
-    what = "the cross-validation ensemble" if is_ensemble(run_dir) else "the run"
+    kind = crossval_model(run_dir)
+    what = {"ensemble": "the cross-validation ensemble", "refit": "the cross-validation refit"}.get(
+        kind or "", "the run"
+    )
     if store is None:
         return f"Network: {what} {run_dir} (its training data are not recorded)."
     synthetic = store.exists() and is_synthetic(store, None)

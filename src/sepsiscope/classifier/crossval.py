@@ -12,6 +12,9 @@ validation patients). Then, under ``RUN/crossval/``:
 - ``metrics.json``: ``"folds"`` (mean, SD, min, max of each metric over folds, per level),
   ``"pooled"`` (the pooled out-of-fold predictions, each patient called at its own fold's
   threshold, with patient-bootstrap intervals), ``"per_fold"`` and ``"baseline_folds"``.
+
+Then the models to apply (:mod:`sepsiscope.classifier.ensemble`): ``RUN/ensemble`` always, and
+``RUN/refit`` with ``refit=True``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from sepsiscope._io import read_json, write_json, write_table
 from sepsiscope._lock import writes
 from sepsiscope.classifier import scores as M
 from sepsiscope.classifier.calibration import compare_calibration, scale
-from sepsiscope.classifier.ensemble import write_ensemble
+from sepsiscope.classifier.ensemble import write_ensemble, write_refit
 from sepsiscope.classifier.evaluate import EvaluateSettings, evaluate
 from sepsiscope.data.store import FrameStore
 from sepsiscope.errors import InputError
@@ -46,6 +49,9 @@ class CrossvalSettings(StageSettings):
         default_factory=dict, description="TrainSettings fields for every fold (epochs, ...)"
     )
     evaluate: EvaluateSettings = EvaluateSettings(n_bootstrap=200)
+    refit: bool = Field(
+        False, description="also train RUN/refit on every patient (the folds' median epoch count)"
+    )
     overwrite: bool = False
 
 
@@ -103,6 +109,10 @@ def crossval(
     ensemble = write_ensemble(layout, len(fold_lists), oof_frames, settings.evaluate)
     result = _summary(layout, tables, document)
     result["ensemble"] = str(ensemble.root) if ensemble else None
+    if settings.refit:
+        refit = write_refit(layout, store_dir, settings.train, len(fold_lists), oof_frames,
+                            settings.evaluate, quiet=quiet)  # fmt: skip
+        result["refit"] = str(refit.root)
     return result
 
 

@@ -181,6 +181,11 @@ def evaluate(
     model, train_settings = load_classifier(run_dir)
     store = FrameStore(layout.store_dir(settings.store))
     split_by = getattr(train_settings, "split_by", "patient")
+    if split_by == "all":
+        raise InputError(
+            f"{run_dir} was trained on every patient (crossval --refit): no patient is held out "
+            "to judge it on; its figures are those of the cross-validation in the folder above"
+        )
     names = list(dict.fromkeys(["train", "val", settings.split]))
     tables = _split_tables(store, train_settings, names)
     val_frames, eval_frames = _predict_splits(model, train_settings, store, tables, settings)

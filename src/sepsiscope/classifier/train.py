@@ -82,7 +82,11 @@ class TrainSettings(StageSettings):
     in_memory_limit_gb: float = Field(2.0, ge=0)
     num_workers: int | None = Field(None, ge=0)
     deterministic: bool = False
-    split_by: Literal["patient", "frame"] = "patient"
+    split_by: Literal["patient", "frame", "all"] = Field(
+        "patient",
+        description="patient: the store's split or fold; frame: LEAKY, for study; all: every "
+        "patient trains for exactly `epochs`, no validation, no selection (crossval --refit)",
+    )
     fold: int | None = Field(None, ge=0)
 
 
@@ -246,8 +250,8 @@ def _selection_score(
     return float(patient_auc) - 0.5 * step * min(log_loss, 1.0)
 
 
-def _check_tables(tables: dict[str, pd.DataFrame], store: FrameStore) -> None:
-    for name in ("train", "val"):
+def _check_tables(tables: dict[str, pd.DataFrame], store: FrameStore, *, val: bool = True) -> None:
+    for name in ("train", "val") if val else ("train",):
         t = tables[name]
         if t.empty:
             raise InputError(
@@ -326,7 +330,8 @@ def train(
     store = FrameStore(store_dir)
     layout = RunLayout(run_dir)
     tables = split_tables(store, split_by=settings.split_by, fold=settings.fold, seed=settings.seed)
-    _check_tables(tables, store)
+    refit = settings.split_by == "all"  # no validation: no selection, no early stopping
+    _check_tables(tables, store, val=not refit)
     ckpt_path = _check_resume(layout, settings, resume, overwrite)
     if settings.split_by == "frame":
         log.warning(
@@ -351,15 +356,18 @@ def train(
         accelerator == "auto" and torch.cuda.is_available()) else "cpu"  # fmt: skip
     bf16 = use_bf16(settings.precision, device)
     ckpts = layout.checkpoints
-    callbacks = [
+    selection = [
         ModelCheckpoint(ckpts, "best", monitor=SELECTION, mode="max", save_top_k=1,
                         enable_version_counter=False, auto_insert_metric_name=False),
+        EarlyStopping(SELECTION, mode="max", patience=settings.patience),
+    ]  # fmt: skip
+    callbacks = [
+        *([] if refit else selection),
         ModelCheckpoint(ckpts, "last", monitor=None, save_top_k=1, every_n_epochs=1,
                         enable_version_counter=False),
         ModelCheckpoint(ckpts, "last", monitor=None, save_top_k=1,
                         every_n_train_steps=settings.checkpoint_every_n_steps,
                         enable_version_counter=False),
-        EarlyStopping(SELECTION, mode="max", patience=settings.patience),
         *lightning_progress(quiet),
     ]  # fmt: skip
     if quiet:
@@ -373,6 +381,7 @@ def train(
         enable_progress_bar=not quiet, enable_model_summary=False, num_sanity_val_steps=0,
         use_distributed_sampler=False, deterministic=settings.deterministic,
         log_every_n_steps=1, plugins=[_AtomicCheckpointIO()],
+        limit_val_batches=0 if refit else None,
     )  # fmt: skip
     with warnings.catch_warnings():
         for noise in ("dataloader is not resumable", "does not have many workers",
@@ -388,17 +397,38 @@ def train(
     return _finish(layout, settings, store, tables, bf16, pos_weight, data)
 
 
+def _refit_weights(
+    layout: RunLayout, settings: TrainSettings, data: StoreData, bf16: bool
+) -> dict[str, torch.Tensor]:
+    """The last epoch's weights, BatchNorm statistics set on unaugmented train samples (what a
+    selecting run's validation does before every checkpoint it keeps)."""
+    state = load_checkpoint(layout.checkpoints / "last.ckpt")["state_dict"]
+    model = SepsisNet(dropout=settings.dropout)
+    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
+    if settings.bn_calibration_samples:
+        batches = data.calibration_batches(settings.bn_calibration_samples, 2 * settings.batch_size)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            recalibrate_batchnorm(model, (prepare_batch(x, settings.input_mode) for x in batches))
+    return model.state_dict()
+
+
 def _finish(layout, settings, store, tables, bf16, pos_weight, data) -> dict:
-    """Write the best weights as safetensors, the settings, the flat log and the result."""
+    """Write the best weights (a refit: the last, BatchNorm recalibrated) as safetensors, the
+    settings, the flat log and the result."""
     from safetensors.torch import save_file
 
-    # Always this run's own best.ckpt: the path Lightning keeps in a checkpoint is absolute, so in
-    # a run folder copied from elsewhere it names the original folder's file.
-    best_path = layout.checkpoints / "best.ckpt"
-    if not best_path.exists():
-        raise SepsiscopeError(f"training produced no best checkpoint in {layout.checkpoints}")
-    state = load_checkpoint(best_path)["state_dict"]
-    weights = {k.removeprefix("model."): v.contiguous() for k, v in state.items()}
+    if settings.split_by == "all":
+        weights = {
+            k: v.contiguous() for k, v in _refit_weights(layout, settings, data, bf16).items()
+        }
+    else:
+        # Always this run's own best.ckpt: the path Lightning keeps in a checkpoint is absolute,
+        # so in a run folder copied from elsewhere it names the original folder's file.
+        best_path = layout.checkpoints / "best.ckpt"
+        if not best_path.exists():
+            raise SepsiscopeError(f"training produced no best checkpoint in {layout.checkpoints}")
+        state = load_checkpoint(best_path)["state_dict"]
+        weights = {k.removeprefix("model."): v.contiguous() for k, v in state.items()}
     with atomic_path(layout.model) as tmp:
         save_file(weights, str(tmp))
     # The store is named beside the settings so evaluation finds the frames it was trained on.
@@ -449,6 +479,7 @@ def _finish(layout, settings, store, tables, bf16, pos_weight, data) -> dict:
         "train_patients": int(tables["train"]["patient_id"].nunique()),
         "val_patients": int(tables["val"]["patient_id"].nunique()),
         "stopped_early": int(last.get("epoch", 0)) + 1 < settings.epochs,
+        "refit": settings.split_by == "all",
     }
     if settings.split_by == "frame":
         result["frame_split"] = str(layout.frame_split)

@@ -55,7 +55,8 @@ def train_cmd(
         int | None, typer.Option("--max-frames-per-epoch", help="Random subset per epoch.")
     ] = None,
     split_by: Annotated[
-        str | None, typer.Option("--split-by", help="patient, or frame (LEAKY, for study).")
+        str | None,
+        typer.Option("--split-by", help="patient; frame (LEAKY, for study); all (no selection)."),
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from last.ckpt.")] = False,
     overwrite: Annotated[bool, overwrite_flag("Discard an earlier run in --out.")] = False,
@@ -147,6 +148,10 @@ def crossval_cmd(
     bootstrap: Annotated[
         int | None, typer.Option("--bootstrap", help="Patient resamples for intervals [200].")
     ] = None,
+    refit: Annotated[
+        bool,
+        typer.Option("--refit", help="Also train RUN/refit on every patient (one network)."),
+    ] = False,
     overwrite: Annotated[bool, overwrite_flag("Retrain folds that are already done.")] = False,
     config: ConfigOption = None,
     quiet: QuietFlag = False,
@@ -157,7 +162,9 @@ def crossval_cmd(
     from sepsiscope.classifier.crossval import CrossvalSettings, crossval
 
     def go() -> dict[str, Any]:
-        base = CrossvalSettings.build(config, folds=folds, overwrite=overwrite or None)
+        base = CrossvalSettings.build(
+            config, folds=folds, refit=refit or None, overwrite=overwrite or None
+        )
         updates: dict[str, Any] = {}
         if epochs is not None:
             updates["train"] = {**base.train, "epochs": epochs}

@@ -126,16 +126,17 @@ def split_tables(
     ``split_by="patient"``: the store's patient splits. ``fold=i``: fold i's patients are the test
     split, fold i+1's (mod K) the validation split and the other folds train; with 2 folds a
     stratified quarter of the other fold validates. ``split_by="frame"``: LEAKY, see
-    :func:`_frame_split`. ``train`` and ``evaluate`` both call this, so evaluation judges the frames
-    training held out.
+    :func:`_frame_split`. ``split_by="all"``: every usable patient trains, nothing is held out
+    (``crossval --refit``; validation and test are empty). ``train`` and ``evaluate`` both call
+    this, so evaluation judges the frames training held out.
     """
     frames = store.samples(None)
     splits = store.splits
     if not splits:
         raise InputError(f"{store.root}: the store has no patient splits; run `sepsiscope ingest`")
     if fold is not None:
-        if split_by == "frame":
-            raise InputError("fold and split_by='frame' cannot be combined")
+        if split_by != "patient":
+            raise InputError(f"fold and split_by={split_by!r} cannot be combined")
         folds = [[str(p) for p in f] for f in splits.get("folds") or []]
         if fold >= len(folds):
             raise InputError(f"fold {fold} does not exist: the store has {len(folds)}")
@@ -149,6 +150,13 @@ def split_tables(
         return {name: frames[mask].assign(split=name) for name, mask in parts.items()}
     if split_by == "frame":
         return _frame_split(frames, seed)
+    if split_by == "all":
+        usable = frames[frames["split"] != "none"]
+        return {
+            "train": usable.assign(split="train"),
+            "val": usable.iloc[:0],
+            "test": usable.iloc[:0],
+        }
     return {name: frames[frames["split"] == name] for name in ("train", "val", "test")}
 
 

@@ -111,16 +111,16 @@ CROSSVAL_HINT = (
 
 def _network_patients(run_dir: Path) -> tuple[pd.DataFrame, str]:
     """The network's patient probabilities: a crossval's out-of-fold ones (``run_dir`` a run with
-    ``crossval/``, its ``crossval/`` folder itself, or its ``ensemble/``: an ensemble's in-sample
-    probabilities would flatter it), else the evaluated (test) patients."""
-    from sepsiscope.classifier.ensemble import is_ensemble
+    ``crossval/``, its ``crossval/`` folder itself, or its ``ensemble/`` or ``refit/``: their
+    in-sample probabilities would flatter them), else the evaluated (test) patients."""
+    from sepsiscope.classifier.ensemble import crossval_model
 
     run = RunLayout(run_dir)
     parent = RunLayout(run.root.parent)
     for path, source in ((run.oof_patients, "crossval out-of-fold"),
                          (run_dir / run.oof_patients.name, "crossval out-of-fold"),
-                         (parent.oof_patients if is_ensemble(run_dir) else run.oof_patients,
-                          "crossval out-of-fold (the ensemble's folds)"),
+                         (parent.oof_patients if crossval_model(run_dir) else run.oof_patients,
+                          f"crossval out-of-fold (the {crossval_model(run_dir)}'s folds)"),
                          (run.evaluation_patients, "evaluation held-out")):  # fmt: skip
         if path.exists():
             table = read_table(path)

@@ -32,11 +32,11 @@ STAGES_WITH_SETTINGS = (
 def crossval(ctx: Context) -> tuple[str, bool]:
     """``sepsiscope crossval``'s metrics.json: per level, the pooled out-of-fold value with its
     interval, mean ± SD over folds and the baseline's mean ± SD; then one row per fold."""
-    from sepsiscope.classifier.ensemble import is_ensemble
+    from sepsiscope.classifier.ensemble import crossval_model
 
-    ensemble = is_ensemble(ctx.run.root)
-    # an ensemble's honest figures are its cross-validation's (the folder above it)
-    path = (RunLayout(ctx.run.root.parent) if ensemble else ctx.run).crossval_metrics
+    kind = crossval_model(ctx.run.root)
+    # an ensemble's or a refit's honest figures are its cross-validation's (the folder above it)
+    path = (RunLayout(ctx.run.root.parent) if kind else ctx.run).crossval_metrics
     if not path.exists():
         return H.not_run("cross-validation", "sepsiscope crossval --store STORE --out RUN"), False
     document = read_json(path)
@@ -50,7 +50,12 @@ def crossval(ctx: Context) -> tuple[str, bool]:
                 f"This run is the ensemble of these {n_folds} fold models (their logits averaged), "
                 "its threshold fixed on the pooled out-of-fold predictions; the figures below are "
                 "its honest ones: no patient of the cohort is new to the ensemble itself. "
-                if ensemble
+                if kind == "ensemble"
+                else "This run is one network refit on every patient of this cross-validation "
+                "for the epoch count its folds kept, its threshold fixed on the pooled "
+                "out-of-fold predictions; nothing judged it, so the figures below, of its "
+                "folds, are its honest ones. "
+                if kind == "refit"
                 else ""
             )
             + f"{n_folds} folds, {n.get('patients', '?')} patients ({n.get('septic', '?')} septic, "
