@@ -1,9 +1,10 @@
-"""crossval's ensemble against its single fold models on patients none of them saw.
+"""crossval's ensemble against its single fold models (and its refit) on patients none saw.
 
 A new cohort is simulated with another seed (the same simulator and cameras as the training
 cohort, so this measures the ensemble's gain, not generalisation to other data), and every model
-predicts every video: the ensemble (RUN/ensemble, at its out-of-fold threshold) and each fold
-model (at its own validation threshold). Patient probability = mean of the patient's videos.
+predicts every video: the ensemble (RUN/ensemble, at its out-of-fold threshold), the model refit
+on every patient (RUN/refit, from ``crossval --refit``, same threshold) when there is one, and
+each fold model (at its own validation threshold). Patient probability = mean of its videos.
 
     python benchmarks/ensemble_vs_single.py --cv CV_RUN --patients 20 --seed 1
 """
@@ -50,7 +51,10 @@ def main() -> None:
                                     camera="mixed", seed=args.seed)  # fmt: skip
         simulate_cohort(Path(tmp) / "cohort", settings, quiet=True)
         manifest = Path(tmp) / "cohort" / "manifest.csv"
-        for name, run in [("ensemble", cv.ensemble.root)] + [(f.name, f) for f in folds]:
+        applied = [("ensemble", cv.ensemble.root)]
+        if cv.refit.model.exists():
+            applied.append(("refit", cv.refit.root))
+        for name, run in applied + [(f.name, f) for f in folds]:
             patients, threshold = patient_table(run, manifest)
             called = patients["probability"] >= threshold
             rows.append({
@@ -61,7 +65,7 @@ def main() -> None:
                 "threshold": threshold,
             })  # fmt: skip
     table = pd.DataFrame(rows)
-    singles = table[table["model"] != "ensemble"]
+    singles = table[table["model"].str.startswith("fold_")]
     print(f"{args.patients} new simulated patients (seed {args.seed}, 2 videos each, mixed "
           f"cameras); {platform.node()}\n")  # fmt: skip
     print("| model | patient AUC | accuracy | sensitivity | specificity | threshold |")
