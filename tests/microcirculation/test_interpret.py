@@ -10,7 +10,12 @@ import pytest
 
 from sepsiscope.errors import InputError
 from sepsiscope.layout import MeasurementLayout
-from sepsiscope.microcirculation.interpret import DEFAULT_FEATURES, interpret, summary_text
+from sepsiscope.microcirculation.interpret import (
+    DEFAULT_FEATURES,
+    auc_row,
+    interpret,
+    summary_text,
+)
 
 
 def _measurements(tmp_path, velocity) -> MeasurementLayout:
@@ -64,3 +69,14 @@ def test_no_metric_at_all_is_an_input_error(tmp_path):
     table.to_parquet(layout.videos)
     with pytest.raises(InputError, match="no metric was measured in any patient"):
         interpret(layout.root)
+
+
+def test_auc_intervals_resample_patients_within_each_class():
+    y = np.array([0] * 10 + [1] * 10)
+    separated = auc_row("m", "all", y, y + 0.01 * np.arange(20))
+    assert separated["auc"] == separated["auc_low"] == separated["auc_high"] == 1.0
+    noisy = np.random.default_rng(0).random(20)
+    row = auc_row("m", "all", y, noisy)
+    assert row["n_patients"] == 20 and row["auc_low"] < row["auc"] < row["auc_high"]
+    # about +-0.25 for 10 + 10 patients (Hanley-McNeil SE ~0.13 at AUC 0.5)
+    assert 0.3 < row["auc_high"] - row["auc_low"] < 0.7

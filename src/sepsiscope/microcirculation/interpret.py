@@ -24,7 +24,7 @@ from pydantic import Field
 
 from sepsiscope._io import read_table, write_json, write_text
 from sepsiscope._lock import writes
-from sepsiscope.classifier.scores import MIN_PATIENTS_PER_CLASS
+from sepsiscope.classifier.scores import MIN_PATIENTS_PER_CLASS, patient_resamples
 from sepsiscope.errors import InputError
 from sepsiscope.layout import MeasurementLayout, RunLayout
 from sepsiscope.settings import StageSettings, provenance
@@ -101,6 +101,18 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 
     return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
+
+
+def auc_row(model: str, patients: str, y: np.ndarray, p: Any, *, seed: int = 0) -> dict[str, Any]:
+    """One row of the AUC table: the AUC of ``p`` for ``y`` (one entry per patient) with a 95 %
+    interval from 1000 patient resamples (stratified by label, so each keeps both classes)."""
+    y, p = np.asarray(y, int), np.asarray(p, float)
+    counts = patient_resamples(np.arange(len(y)), n_bootstrap=1000, seed=seed, strata=y)
+    draws = np.array([_auc(np.repeat(y, c), np.repeat(p, c)) for c in counts])
+    draws = draws[~np.isnan(draws)]
+    low, high = np.quantile(draws, [0.025, 0.975]) if len(draws) else (np.nan, np.nan)
+    return {"model": model, "patients": patients, "n_patients": len(y), "auc": _auc(y, p),
+            "auc_low": float(low), "auc_high": float(high)}  # fmt: skip
 
 
 CROSSVAL_HINT = (
@@ -203,8 +215,7 @@ def interpret(
     x, y = patients[features].to_numpy(float), patients["y"].to_numpy(int)
     kw = {"folds": settings.folds, "c": settings.c, "seed": settings.seed}
     patients["p_metrics"] = cross_validated_probability(x, y, **kw)
-    models = [{"model": "metrics (logistic regression)", "patients": "all measured",
-               "n_patients": len(y), "auc": _auc(y, patients["p_metrics"])}]  # fmt: skip
+    models = [auc_row("metrics (logistic regression)", "all measured", y, patients["p_metrics"])]
     source = None
     if run_dir is not None:
         network, source = _network_patients(Path(run_dir))
@@ -284,13 +295,10 @@ def _combined_models(
     joined["p_combined"] = cross_validated_probability(np.column_stack([xj, logit]), yj, **kw)
     common = f"measured and in {source}"
     models = [
-        {"model": "metrics (logistic regression)", "patients": common,
-         "n_patients": len(yj), "auc": _auc(yj, joined["p_metrics_same"])},
-        {"model": "network", "patients": common, "n_patients": len(yj),
-         "auc": _auc(yj, joined["probability"])},
-        {"model": "network + metrics", "patients": common, "n_patients": len(yj),
-         "auc": _auc(yj, joined["p_combined"])},
-    ]  # fmt: skip
+        auc_row("metrics (logistic regression)", common, yj, joined["p_metrics_same"]),
+        auc_row("network", common, yj, joined["probability"]),
+        auc_row("network + metrics", common, yj, joined["p_combined"]),
+    ]
     patients = patients.merge(
         joined[["patient_id", "probability", "p_combined"]], on="patient_id", how="left"
     )
@@ -324,9 +332,12 @@ def _logit(probability: pd.Series) -> pd.Series:
 
 def summary_text(result: dict[str, Any]) -> str:
     """The AUC table and the strongest metrics, for the terminal."""
-    lines = [f"{'model':32s} {'patients':>8s}  AUC"]
+    lines = [f"{'model':32s} {'patients':>8s}  AUC [95 % interval]"]
     for m in result["models"]:
-        lines.append(f"{m['model']:32s} {m['n_patients']:8d}  {m['auc']:.3f}  ({m['patients']})")
+        interval = f"[{m.get('auc_low', np.nan):.2f}, {m.get('auc_high', np.nan):.2f}]"
+        lines.append(
+            f"{m['model']:32s} {m['n_patients']:8d}  {m['auc']:.3f} {interval}  ({m['patients']})"
+        )
     top = ", ".join(
         f"{c['metric']} {c['log_odds_per_sd']:+.2f}" for c in result["coefficients"][:3]
     )

@@ -6,6 +6,7 @@ On CPUs without AVX-512-BF16 or AMX (AVX2 only), bf16 is emulated and slower tha
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -16,7 +17,17 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def cpu_supports_bf16() -> bool:
-    """True when this CPU computes bf16 natively (AVX-512-BF16 or AMX), where bf16 pays off."""
+    """True when this CPU computes bf16 natively (AVX-512-BF16 or AMX), where bf16 pays off.
+
+    False too when the instruction set is capped below AVX-512 for PyTorch
+    (``ATEN_CPU_CAPABILITY=avx2`` or ``default``) or oneDNN (``ONEDNN_MAX_CPU_ISA`` /
+    ``DNNL_MAX_CPU_ISA`` = ``AVX2`` or lower): bf16 would then be emulated (how an AVX2 machine is
+    reproduced on a newer one, docs/benchmarks.md).
+    """
+    return not _isa_capped_below_avx512() and _native_bf16()
+
+
+def _native_bf16() -> bool:
     try:
         cpu = torch._C._cpu
         return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
@@ -26,6 +37,13 @@ def cpu_supports_bf16() -> bool:
         except OSError:
             return False
         return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _isa_capped_below_avx512() -> bool:
+    aten = os.environ.get("ATEN_CPU_CAPABILITY", "").lower()
+    onednn = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA", "")
+    onednn = onednn.upper()
+    return aten in ("avx2", "default") or onednn in ("SSE41", "AVX", "AVX2", "AVX2_VNNI")
 
 
 def use_bf16(precision: str, device: torch.device | str) -> bool:

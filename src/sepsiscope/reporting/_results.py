@@ -204,8 +204,10 @@ def _interpretable(folder: Path) -> str:
         "<h3>Interpretable classifier: the metrics, the network and both</h3>",
         H.note(
             "Patient-level logistic regression on the consensus metrics, cross-validated over "
-            "patients; the combined model adds the network's patient probability (AUCs on the "
-            "same patients)."
+            "patients; the combined model adds the network's patient probability (out of fold "
+            "or held out, never in-sample). n_patients: the patients behind each AUC; "
+            "auc_low and auc_high: its 95 % interval from 1000 patient resamples. Rows on the "
+            "same patients compare like for like."
         ),
         H.table(pd.read_csv(out.auc)),
     ]
