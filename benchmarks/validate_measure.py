@@ -2,12 +2,18 @@
 
 Simulates a cohort (``--camera mixed``), measures it, and prints a markdown table of errors
 against truth.csv: TVD and small-vessel TVD (relative), PPV and MFI (absolute), mean velocity
-(relative, videos whose small vessels flow continuously), per camera and overall; then a
-per-vessel velocity table (measured segments matched to vessels.json, see ``match_segments``)
-by camera and true speed; writes Bland-Altman plots to docs/img/measure_bland_altman.png.
-Synthetic data: not a clinical figure.
+(relative, videos whose small vessels flow continuously), per camera and overall; agreement
+(Bland-Altman, ICC, Lin), the vessel count against the number of vessels drawn, the ten worst
+videos per metric; then a per-vessel velocity table (measured segments matched to vessels.json,
+see ``match_segments``) by camera and true speed; writes Bland-Altman plots to ``--png``
+(docs/img/measure_bland_altman.png). ``--renderer second`` draws the cohort with the
+independently written benchmarks/second_renderer.py instead of ``sepsiscope simulate``;
+``--cohort DIR`` validates a cohort folder already made (either layout). Synthetic data: not a
+clinical figure.
 
     python benchmarks/validate_measure.py --patients 8 --videos-per-patient 2 --seconds 3
+    python benchmarks/validate_measure.py --renderer second \
+        --png docs/img/measure_bland_altman_second.png
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -47,15 +55,19 @@ def seen_density(video: dict, step_px: float = 0.5) -> dict[str, float]:
     """
     from scipy.spatial import cKDTree
 
-    um = video["um_per_px"]
-    width, height = video["width"], video["height"]
-    vessels = sorted((v for v in video["vessels"] if v["visible"]),
-                     key=lambda v: -v["diameter_um"])  # fmt: skip
+    nan = {"tvd_seen_mm_per_mm2_true": np.nan, "tvd_small_seen_mm_per_mm2_true": np.nan}
+    try:
+        um = float(video["um_per_px"])
+        width, height = video["width"], video["height"]
+        vessels = sorted((v for v in video["vessels"] if v.get("visible", True)),
+                         key=lambda v: -v["diameter_um"])  # fmt: skip
+    except (KeyError, TypeError, ValueError):  # a cohort whose vessels.json lacks these
+        return nan
     taken_points, taken_radius = np.zeros((0, 2)), np.zeros(0)
     total = small = 0.0
     for v in vessels:
-        line = np.asarray(v["centreline_px"], float)
-        if len(line) < 2:
+        line = np.asarray(v.get("centreline_px", []), float)
+        if line.ndim != 2 or len(line) < 2:
             continue
         arc = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(line, axis=0).T))])
         at = np.arange(step_px / 2, arc[-1], step_px)
@@ -66,7 +78,7 @@ def seen_density(video: dict, step_px: float = 0.5) -> dict[str, float]:
             keep &= distance >= taken_radius[nearest]
         length = step_px * float(keep.sum())
         total += length
-        small += length if v["small"] else 0.0
+        small += length if v.get("small", v["diameter_um"] < 20) else 0.0
         taken_points = np.concatenate([taken_points, pts])
         radius = v["diameter_um"] / 2 / um
         taken_radius = np.concatenate([taken_radius, np.full(len(pts), radius)])
@@ -75,19 +87,34 @@ def seen_density(video: dict, step_px: float = 0.5) -> dict[str, float]:
             "tvd_small_seen_mm_per_mm2_true": small / area_px * 1000 / um}  # fmt: skip
 
 
+def _vessel_records(cohort: Path) -> dict[str, dict]:
+    """The per-video entries of the cohort's vessels.json ({} when it is missing or unreadable)."""
+    path = CohortLayout(cohort).vessels
+    try:
+        records = json.loads(path.read_text())["videos"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return records if isinstance(records, dict) else {}
+
+
 def compare(cohort: Path, measured: Path) -> pd.DataFrame:
     """One row per video: measured and true metrics side by side (suffix ``_true``)."""
     truth = pd.read_csv(CohortLayout(cohort).truth)
-    records = json.loads(CohortLayout(cohort).vessels.read_text())["videos"]
-    seen = pd.DataFrame([{"video_id": k, **seen_density(v)} for k, v in records.items()])
-    manifest = pd.read_csv(CohortLayout(cohort).manifest)[["video", "camera"]]
-    truth = truth.merge(manifest, on="video")
+    records = _vessel_records(cohort)
+    seen = pd.DataFrame(
+        [{"video_id": k, **seen_density(v)} for k, v in records.items()],
+        columns=["video_id", "tvd_seen_mm_per_mm2_true", "tvd_small_seen_mm_per_mm2_true"],
+    )
+    manifest = pd.read_csv(CohortLayout(cohort).manifest)
+    if "camera" not in manifest:
+        manifest["camera"] = "unknown"
+    truth = truth.merge(manifest[["video", "camera"]], on="video")
     truth["video_id"] = truth["video"].map(lambda v: Path(v).stem)
     videos = pd.read_parquet(MeasurementLayout(measured).videos)
     videos["tvd_seen_mm_per_mm2"] = videos["tvd_mm_per_mm2"]
     videos["tvd_small_seen_mm_per_mm2"] = videos["tvd_small_mm_per_mm2"]
     joined = videos.merge(truth, on="video_id", suffixes=("", "_true"))
-    return joined.merge(seen, on="video_id")
+    return joined.merge(seen, on="video_id", how="left")
 
 
 def _densify(line: np.ndarray, step_px: float) -> tuple[np.ndarray, np.ndarray]:
@@ -97,8 +124,40 @@ def _densify(line: np.ndarray, step_px: float) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([np.interp(at, arc, line[:, 0]), np.interp(at, arc, line[:, 1])], 1), at
 
 
+def registration_offset(video: dict, paths_rc: np.ndarray) -> tuple[float, float]:
+    """Offset (x, y) px of measure's centrelines from the truth's mean position.
+
+    measure registers every frame onto a reference frame, not onto the video's mean position; a
+    renderer whose camera drifts one way (benchmarks/second_renderer.py) leaves the two up to
+    half the drift apart. Phase correlation of the rasterised true centrelines and the measured
+    ones (``paths_rc``: (row, col) px) finds it; (0, 0) where it is unsure.
+    """
+    import cv2
+
+    try:
+        width, height = int(video["width"]), int(video["height"])
+        lines = [np.round(np.asarray(v["centreline_px"], float)).astype(np.int32)
+                 for v in video["vessels"] if v.get("visible", True)
+                 and len(v.get("centreline_px", [])) >= 2]  # fmt: skip
+    except (KeyError, TypeError, ValueError):
+        return 0.0, 0.0
+    if not lines or len(paths_rc) == 0:
+        return 0.0, 0.0
+    truth, found = np.zeros((height, width), np.float32), np.zeros((height, width), np.float32)
+    cv2.polylines(truth, lines, False, 1.0, 3)
+    rc = np.clip(np.round(paths_rc).astype(int), 0, [height - 1, width - 1])
+    found[rc[:, 0], rc[:, 1]] = 1.0
+    (dx, dy), response = cv2.phaseCorrelate(truth, cv2.dilate(found, np.ones((3, 3))))
+    return (float(dx), float(dy)) if response > 0.2 and np.hypot(dx, dy) < 80 else (0.0, 0.0)
+
+
 def match_segments(
-    segments: pd.DataFrame, video: dict, *, tolerance_um: float = 4.0, length_tolerance: float = 0.3
+    segments: pd.DataFrame,
+    video: dict,
+    *,
+    tolerance_um: float = 4.0,
+    length_tolerance: float = 0.3,
+    offset_px: tuple[float, float] = (0.0, 0.0),
 ) -> pd.DataFrame:
     """Each measured segment of one video matched to the true vessel it runs along.
 
@@ -114,6 +173,8 @@ def match_segments(
         Rows of the measurement's vessels.parquet for this video (end points ``(row, col)`` px).
     video : dict
         The video's entry in the cohort's vessels.json (centrelines ``(x, y)`` px).
+    offset_px : (x, y)
+        Where measure's coordinates lie from the truth's (see ``registration_offset``).
 
     Returns
     -------
@@ -123,8 +184,11 @@ def match_segments(
     """
     from scipy.spatial import cKDTree
 
-    um = video["um_per_px"]
-    lines = [v for v in video["vessels"] if v["visible"] and len(v["centreline_px"]) >= 2]
+    um = video.get("um_per_px")
+    lines = [v for v in video.get("vessels", []) if v.get("visible", True)
+             and len(v.get("centreline_px", [])) >= 2 and "diameter_um" in v]  # fmt: skip
+    if um is None:
+        return segments.iloc[:0]
     if not lines or segments.empty:
         return segments.iloc[:0]
     points, arcs, owner = [], [], []
@@ -139,6 +203,7 @@ def match_segments(
     rows = []
     for seg in segments.itertuples(index=False):
         ends = np.array([[seg.start_col_px, seg.start_row_px], [seg.end_col_px, seg.end_row_px]])
+        ends = ends - np.asarray(offset_px)
         best, best_cost = None, np.inf
         near = [set(tree.query_ball_point(e, reach_px)) for e in ends]
         for i in set(owner[list(near[0])]) & set(owner[list(near[1])]):
@@ -155,22 +220,30 @@ def match_segments(
                 best, best_cost = i, cost
         if best is not None:
             v = lines[best]
-            rows.append({**seg._asdict(), "true_id": v["id"], "true_flow": v["flow"],
-                         "true_velocity_um_per_s": v["velocity_um_per_s"],
-                         "true_small": v["small"],
+            rows.append({**seg._asdict(), "true_id": v.get("id", best),
+                         "true_flow": v.get("flow", "unknown"),
+                         "true_velocity_um_per_s": v.get("velocity_um_per_s", np.nan),
+                         "true_small": v.get("small", v["diameter_um"] < 20),
                          "true_diameter_um": v["diameter_um"]})  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def match_vessels(cohort: Path, measured: Path) -> pd.DataFrame:
-    """Measured segments of every accepted video matched to true vessels (see match_segments)."""
-    records = json.loads(CohortLayout(cohort).vessels.read_text())["videos"]
+    """Measured segments of every accepted video matched to true vessels (see match_segments),
+    after shifting them by measure's registration offset where its geometry file shows it."""
+    records = _vessel_records(cohort)
     segments = pd.read_parquet(MeasurementLayout(measured).vessels)
     matched = []
     for video_id, group in segments.groupby("video_id"):
         if video_id in records:
-            m = match_segments(group, records[video_id])
-            matched.append(m.assign(camera=records[video_id]["camera"]))
+            offset = (0.0, 0.0)
+            geometry = MeasurementLayout(measured).geometry(video_id)
+            if geometry.exists():
+                with np.load(geometry) as saved:
+                    if "paths" in saved:
+                        offset = registration_offset(records[video_id], saved["paths"])
+            m = match_segments(group, records[video_id], offset_px=offset)
+            matched.append(m.assign(camera=records[video_id].get("camera", "unknown")))
     return pd.concat(matched, ignore_index=True) if matched else pd.DataFrame()
 
 
@@ -260,6 +333,33 @@ def agreement_table(joined: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def vessel_count_table(joined: pd.DataFrame) -> pd.DataFrame:
+    """Per camera: measured vessel count (``n_vessels``; skeleton pieces ``n_segments`` beside it)
+    against the number of visible vessels drawn (truth ``n_segments``): medians, the median and
+    quartiles of the ratio, and Pearson's correlation. Empty without those columns."""
+    ok = joined[joined["status"] == "ok"]
+    if "n_segments_true" not in ok:
+        return pd.DataFrame()
+    rows = []
+    for camera, group in [("all", ok), *ok.groupby("camera")]:
+        truth = group["n_segments_true"].astype(float)
+        row: dict = {"camera": camera, "n": len(group), "drawn": float(truth.median())}
+        for name in ("n_vessels", "n_segments"):
+            if name not in group:
+                continue
+            value = group[name].astype(float)
+            keep = truth.gt(0) & value.notna()
+            ratio = value[keep] / truth[keep]
+            enough = keep.sum() >= 3 and value[keep].std() > 0 and truth[keep].std() > 0
+            r = float(np.corrcoef(value[keep], truth[keep])[0, 1]) if enough else np.nan
+            row.update({name: float(value.median()), f"{name}_ratio": float(ratio.median()),
+                        f"{name}_ratio_iqr": f"{ratio.quantile(0.25):.2f}-"
+                                             f"{ratio.quantile(0.75):.2f}",
+                        f"{name}_r": r})  # fmt: skip
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def _with_interval(record: dict, name: str) -> str:
     return f"{record[name]:.2f} [{record[f'{name}_lower']:.2f}, {record[f'{name}_upper']:.2f}]"
 
@@ -294,7 +394,7 @@ def worst_videos(joined: pd.DataFrame, metric: str, count: int = 10) -> pd.DataF
     return ok[[c for c in columns if c in ok]]
 
 
-def bland_altman(joined: pd.DataFrame, path: Path) -> None:
+def bland_altman(joined: pd.DataFrame, path: Path, source: str = "simulator truth") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -317,7 +417,7 @@ def bland_altman(joined: pd.DataFrame, path: Path) -> None:
         ax.set_xlabel("mean of measured and true", fontsize=8)
         ax.set_ylabel("measured - true", fontsize=8)
     axes[0].legend(fontsize=7)
-    fig.suptitle("sepsiscope measure vs simulator truth (synthetic videos)", fontsize=10)
+    fig.suptitle(f"sepsiscope measure vs {source} (synthetic videos)", fontsize=10)
     fig.tight_layout()
     save_png(path, fig)
 
@@ -333,20 +433,16 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--patients", type=int, default=8)
-    parser.add_argument("--videos-per-patient", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--work", type=Path, default=None, help="keep cohort and outputs here")
-    parser.add_argument("--reuse", action="store_true", help="reuse earlier measurements")
-    parser.add_argument("--png", type=Path, default=Path("docs/img/measure_bland_altman.png"))
-    args = parser.parse_args()
-    work = args.work or Path(tempfile.mkdtemp(prefix="validate_measure_"))
-    cohort, measured = work / "cohort", work / "measured"
-    if not CohortLayout(cohort).truth.exists():
+def make_cohort(cohort: Path, args: argparse.Namespace) -> float:
+    """Render the cohort with ``args.renderer`` (both cameras); returns the seconds it took."""
+    started = time.perf_counter()
+    if args.renderer == "second":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from second_renderer import render_cohort
+
+        render_cohort(cohort, patients=args.patients, videos_per_patient=args.videos_per_patient,
+                      seconds=args.seconds, seed=args.seed, camera="mixed")  # fmt: skip
+    else:
         plan = SimulateSettings(
             patients=args.patients,
             videos_per_patient=args.videos_per_patient,
@@ -355,19 +451,56 @@ def main() -> None:
             seed=args.seed,
         )
         simulate_cohort(cohort, plan, quiet=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=8)
+    parser.add_argument("--videos-per-patient", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--renderer", choices=["sepsiscope", "second"], default="sepsiscope",
+                        help="who draws the cohort: sepsiscope simulate, or "
+                             "benchmarks/second_renderer.py")  # fmt: skip
+    parser.add_argument("--cohort", type=Path, default=None,
+                        help="validate this cohort folder (manifest.csv, truth.csv, vessels.json) "
+                             "instead of rendering one")  # fmt: skip
+    parser.add_argument("--work", type=Path, default=None, help="keep cohort and outputs here")
+    parser.add_argument("--reuse", action="store_true", help="reuse earlier measurements")
+    parser.add_argument("--png", type=Path, default=Path("docs/img/measure_bland_altman.png"))
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="validate_measure_"))
+    cohort, measured = args.cohort or work / "cohort", work / "measured"
+    rendered = measured_s = 0.0
+    if args.cohort is None and not CohortLayout(cohort).truth.exists():
+        rendered = make_cohort(cohort, args)
     if not MeasurementLayout(measured).videos.exists() or not args.reuse:
+        started = time.perf_counter()
         measure(CohortLayout(cohort).manifest, measured, MeasureSettings(workers=args.workers),
                 quiet=True)  # fmt: skip
+        measured_s = time.perf_counter() - started
     joined = compare(cohort, measured)
     table = error_table(joined)
-    bland_altman(joined, args.png)
-    print(f"Validation on {len(joined)} simulated videos ({args.patients} patients, "
-          f"{args.seconds:g} s, both cameras, seed {args.seed}); {platform.node()}, "
-          f"{os.cpu_count()} CPUs\n")  # fmt: skip
+    source = f"cohort {args.cohort}" if args.cohort else f"renderer {args.renderer}"
+    bland_altman(joined, args.png, "truth" if args.cohort else f"{args.renderer} renderer truth")
+    what = (f"{source}" if args.cohort else
+            f"{args.patients} patients, {args.seconds:g} s, both cameras, seed {args.seed}, "
+            f"{source}")  # fmt: skip
+    print(f"Validation on {len(joined)} simulated videos ({what}); {platform.node()}, "
+          f"{os.cpu_count()} CPUs; rendering {rendered:.0f} s, measuring {measured_s:.0f} s "
+          f"(workers {args.workers})\n")  # fmt: skip
     print(markdown(table))
     print("\nAgreement with truth (Bland-Altman bias and 95 % limits; ICC(2,1) and Lin's CCC "
           "with 95 % intervals)\n")  # fmt: skip
     print(markdown(agreement_table(joined)))
+    counts = vessel_count_table(joined)
+    if not counts.empty:
+        print("\nVessel count: measured n_vessels (and skeleton pieces n_segments) against the "
+              "visible vessels drawn (truth n_segments); ratio median and quartiles, "
+              "Pearson r\n")  # fmt: skip
+        print(markdown(counts))
     for metric in (RELATIVE[0], RELATIVE[1], "ppv_percent", "mfi", RELATIVE[2]):
         unit = "%" if metric in RELATIVE else ("points" if metric == "ppv_percent" else "")
         print(f"\nTen worst videos by {metric} (error in {unit or 'units'})\n")
