@@ -254,7 +254,11 @@ def analyse_video(
         for i, (k, u, depth) in enumerate(zip(kymos, unit[: len(paths)], depths, strict=True))
     ]  # fmt: skip
     metrics = video_metrics(segments, flows, valid, um_per_px=um_per_px)
-    metrics["n_vessels"] = count_vessels(chains, [s.length_um for s in segments], min_um=SPUR_UM)
+    # float32 as the geometry file stores them: a review without edits counts exactly the same
+    metrics["n_vessels"] = count_vessels(
+        [s.path_px.astype(np.float32) for s in segments], [s.length_um for s in segments],
+        um_per_px=um_per_px, min_um=SPUR_UM,
+    )  # fmt: skip
     small = [c for c, s in zip(contrasts, segments, strict=True) if s.small]
     metrics["small_vessel_contrast"] = float(np.nanmedian(small)) if small else float("nan")
     ratio, faint = faint_vessel_warning(

@@ -256,7 +256,8 @@ def _added_vessel(edit: Edit, geometry: Geometry) -> dict[str, Any]:
 
 def reviewed_metrics(table: pd.DataFrame, geometry: Geometry) -> dict[str, Any]:
     """The consensus metrics of a reviewed vessel table (:func:`reviewed_vessels`), computed as
-    ``measure`` computes them; ``n_vessels`` counts chains of kept segments and added vessels."""
+    ``measure`` computes them; ``n_vessels`` counts the vessels that the kept segments and added
+    vessels make (:func:`.chains.count_vessels`)."""
     kept = table[~table["excluded"].astype(bool)]
     segments = [
         Segment(path_px=np.asarray(r.path_px, float), length_um=float(r.length_um),
@@ -270,13 +271,10 @@ def reviewed_metrics(table: pd.DataFrame, geometry: Geometry) -> dict[str, Any]:
     ]  # fmt: skip
     metrics = video_metrics(segments, flows, geometry.field, um_per_px=geometry.um_per_px)
     metrics.pop("mfi_quadrants", None)
-    length = dict(zip(kept["segment"], kept["length_um"], strict=True))
-    chains = [[(i, False) for i in chain if i in length] for chain in geometry.chains]
-    chains += [[(int(i), False)] for i in kept.loc[kept["source"] == "added", "segment"]]
-    lengths = [
-        length.get(i, 0.0) for i in range(int(table["segment"].max()) + 1 if len(table) else 0)
-    ]
-    metrics["n_vessels"] = count_vessels([c for c in chains if c], lengths, min_um=SPUR_UM)
+    metrics["n_vessels"] = count_vessels(
+        [np.asarray(p, float) for p in kept["path_px"]], kept["length_um"].astype(float).tolist(),
+        um_per_px=geometry.um_per_px, min_um=SPUR_UM,
+    )  # fmt: skip
     metrics["n_edits"] = int(table["edited"].sum())
     return metrics
 
