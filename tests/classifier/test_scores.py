@@ -19,6 +19,7 @@ from sepsiscope.classifier.scores import (
     paired_difference,
     patient_resamples,
     patient_scores,
+    perfect_separation_auc_bound,
     summarise_folds,
     video_scores,
     youden_threshold,
@@ -219,3 +220,21 @@ def test_paired_difference_of_a_model_with_itself_is_zero_and_detects_a_better_o
     assert better["patient"]["auc"]["value"] > 0.3 and low > 0
     with pytest.raises(InputError, match="same patients"):
         paired_difference(good, _cohort(4), threshold_a=0.5, threshold_b=0.5, n_bootstrap=5)
+
+
+def test_a_perfect_auc_gets_the_binormal_bound_not_a_zero_width_interval():
+    # at no separation, perfect order happens once in C(n, n_pos): the bound is 0.5 when that is
+    # more likely than alpha (3 + 3 patients: 1/20), and grows with the patients
+    assert perfect_separation_auc_bound(3, 3) == 0.5
+    bounds = [perfect_separation_auc_bound(n, n) for n in (4, 5, 10, 20)]
+    assert bounds == sorted(bounds) and bounds[0] > 0.5
+    assert bounds[1] == pytest.approx(0.656, abs=0.005)  # 5 + 5
+    assert bounds[2] == pytest.approx(0.866, abs=0.005)  # 10 + 10
+    frames = _cohort(10, separation=0.6, videos=1, frames=1)
+    frames["probability"] = np.where(frames["y"] == 1, 0.9, 0.1) + 0.001 * np.arange(len(frames))
+    metrics, _ = evaluate_levels(frames, threshold=0.5, n_bootstrap=200)
+    auc = metrics["patient"]["auc"]
+    assert auc["value"] == 1.0 and auc["interval"] == [pytest.approx(0.656, abs=0.005), 1.0]
+    assert "perfect separation" in auc["interval_method"]
+    unseparated = evaluate_levels(_cohort(10, separation=0.1), threshold=0.5, n_bootstrap=200)[0]
+    assert "interval_method" not in unseparated["patient"]["auc"]

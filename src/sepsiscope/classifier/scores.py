@@ -283,6 +283,47 @@ def patient_resamples(
     return counts
 
 
+def perfect_separation_auc_bound(n_pos: int, n_neg: int, alpha: float = 0.025) -> float:
+    """The lowest AUC under which ``n_pos`` + ``n_neg`` cases still separate perfectly with
+    probability ``alpha``: the one-sided lower confidence bound of an AUC observed as 1.0.
+
+    A patient bootstrap cannot give it (every resample of a perfectly separated set is perfectly
+    separated: the interval [1, 1] claims certainty 5 + 5 patients cannot give). Binormal model
+    with equal variances: scores N(0, 1) and N(d, 1), P(every positive above every negative) =
+    integral of n_neg phi(x) Phi(x)^(n_neg - 1) (1 - Phi(x - d))^n_pos dx, solved for d by
+    bisection; AUC = Phi(d / sqrt 2). At d = 0 the probability is 1 / C(n, n_pos). Examples
+    (alpha 0.025): 5 + 5 patients 0.66, 10 + 10 0.87, 20 + 20 0.96.
+    """
+    from scipy.stats import norm
+
+    def perfect(d: float) -> float:
+        x = np.linspace(-9.0, 9.0 + d, 6001)
+        density = n_neg * norm.pdf(x) * norm.cdf(x) ** (n_neg - 1) * norm.sf(x - d) ** n_pos
+        return float(np.trapezoid(density, x))
+
+    low, high = 0.0, 12.0
+    if perfect(low) >= alpha:
+        return 0.5
+    for _ in range(50):
+        mid = (low + high) / 2
+        low, high = (mid, high) if perfect(mid) < alpha else (low, mid)
+    return float(norm.cdf(high / np.sqrt(2)))
+
+
+def widen_perfect_auc(auc: dict[str, Any], n_pos: int, n_neg: int, alpha: float) -> None:
+    """Replace a bootstrap interval collapsed onto an AUC of 1 (or 0) by the perfect-separation
+    bound of ``n_pos`` + ``n_neg`` patients (:func:`perfect_separation_auc_bound`), in place."""
+    value, interval = auc.get("value"), auc.get("interval") or [None, None]
+    if value not in (0.0, 1.0) or interval[0] != interval[1] or min(n_pos, n_neg) == 0:
+        return
+    bound = perfect_separation_auc_bound(n_pos, n_neg, alpha)
+    auc["interval"] = [bound, 1.0] if value == 1.0 else [0.0, 1.0 - bound]
+    auc["interval_method"] = (
+        "perfect separation: binormal bound for "
+        f"{n_pos} + {n_neg} patients (a bootstrap cannot widen it)"
+    )
+
+
 def evaluate_levels(
     frames: pd.DataFrame,
     *,
@@ -337,6 +378,8 @@ def evaluate_levels(
             entry[m] = {"value": point[m], "interval": interval, "n_resamples": int(len(values))}
             if point[m] is None:
                 entry[m]["reason"] = _UNDEFINED[m]
+        by_patient = tables["patient"]["y"].to_numpy(dtype=int)
+        widen_perfect_auc(entry["auc"], int(by_patient.sum()), int((1 - by_patient).sum()), alpha)
         entry["n"] = {
             "cases": int(len(table)),
             "septic": int(y.sum()),

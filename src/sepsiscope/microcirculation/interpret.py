@@ -24,7 +24,11 @@ from pydantic import Field
 
 from sepsiscope._io import read_table, write_json, write_text
 from sepsiscope._lock import writes
-from sepsiscope.classifier.scores import MIN_PATIENTS_PER_CLASS, patient_resamples
+from sepsiscope.classifier.scores import (
+    MIN_PATIENTS_PER_CLASS,
+    patient_resamples,
+    widen_perfect_auc,
+)
 from sepsiscope.errors import InputError
 from sepsiscope.layout import MeasurementLayout, RunLayout
 from sepsiscope.settings import StageSettings, provenance
@@ -105,14 +109,19 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float:
 
 def auc_row(model: str, patients: str, y: np.ndarray, p: Any, *, seed: int = 0) -> dict[str, Any]:
     """One row of the AUC table: the AUC of ``p`` for ``y`` (one entry per patient) with a 95 %
-    interval from 1000 patient resamples (stratified by label, so each keeps both classes)."""
+    interval from 1000 patient resamples (stratified by label, so each keeps both classes; a
+    perfect separation gets its binormal bound, :func:`~sepsiscope.classifier.scores.
+    perfect_separation_auc_bound`)."""
     y, p = np.asarray(y, int), np.asarray(p, float)
     counts = patient_resamples(np.arange(len(y)), n_bootstrap=1000, seed=seed, strata=y)
     draws = np.array([_auc(np.repeat(y, c), np.repeat(p, c)) for c in counts])
     draws = draws[~np.isnan(draws)]
-    low, high = np.quantile(draws, [0.025, 0.975]) if len(draws) else (np.nan, np.nan)
-    return {"model": model, "patients": patients, "n_patients": len(y), "auc": _auc(y, p),
-            "auc_low": float(low), "auc_high": float(high)}  # fmt: skip
+    interval = list(np.quantile(draws, [0.025, 0.975])) if len(draws) else [np.nan, np.nan]
+    auc = {"value": _auc(y, p), "interval": interval}
+    widen_perfect_auc(auc, int(y.sum()), int(len(y) - y.sum()), 0.025)
+    low, high = (float(v) for v in auc["interval"])
+    return {"model": model, "patients": patients, "n_patients": len(y), "auc": auc["value"],
+            "auc_low": low, "auc_high": high}  # fmt: skip
 
 
 CROSSVAL_HINT = (
