@@ -70,7 +70,9 @@ def test_small_splits_are_flagged_as_uninformative():
 
     note = small_split_note(split(2, 3), "test")
     assert note.startswith("only 5 test patients (2 septic, 3 non-septic)")
-    assert small_split_note(split(5, 6), "test") is None
+    assert "not informative" in note
+    assert "move a lot" in small_split_note(split(5, 6), "test")
+    assert small_split_note(split(10, 12), "test") is None
 
 
 def test_figures_are_valid_pngs(tmp_path):
