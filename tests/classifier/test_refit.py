@@ -86,3 +86,13 @@ def test_a_refit_is_judged_by_its_cross_validation_only(refit_run):
         evaluate(cv.refit.root, EvaluateSettings(n_bootstrap=20), quiet=True)
     patients, source = _network_patients(cv.refit.root)
     assert source == "crossval out-of-fold (the refit's folds)" and len(patients) == 10
+
+
+def test_the_report_of_a_refit_shows_its_cross_validation(refit_run):
+    from sepsiscope.reporting.report import ReportSettings, report
+
+    _, cv, _ = refit_run
+    result = report(cv.refit.root, ReportSettings(synthetic=True), quiet=True)
+    html = (cv.refit.root / "report.html").read_text(encoding="utf-8")
+    assert result["sections"]["crossval"] == "ok"
+    assert "one network refit on every patient" in html and "10 patients" in html
