@@ -96,3 +96,12 @@ def test_the_report_of_a_refit_shows_its_cross_validation(refit_run):
     html = (cv.refit.root / "report.html").read_text(encoding="utf-8")
     assert result["sections"]["crossval"] == "ok"
     assert "one network refit on every patient" in html and "10 patients" in html
+
+
+def test_a_second_crossval_keeps_the_finished_refit(refit_run):
+    store, cv, _ = refit_run
+    before = cv.refit.model.stat().st_mtime_ns
+    settings = CrossvalSettings(train={**FAST, "epochs": 3, "patience": 1},
+                                evaluate=EvaluateSettings(n_bootstrap=20), refit=True)  # fmt: skip
+    crossval(store, cv.root, settings, quiet=True)
+    assert cv.refit.model.stat().st_mtime_ns == before

@@ -110,8 +110,10 @@ def crossval(
     result = _summary(layout, tables, document)
     result["ensemble"] = str(ensemble.root) if ensemble else None
     if settings.refit:
-        refit = write_refit(layout, store_dir, settings.train, len(fold_lists), oof_frames,
-                            settings.evaluate, quiet=quiet)  # fmt: skip
+        refit = write_refit(
+            layout, store_dir, settings.train, len(fold_lists), oof_frames, settings.evaluate,
+            overwrite=settings.overwrite, quiet=quiet,
+        )  # fmt: skip
         result["refit"] = str(refit.root)
     return result
 

@@ -87,10 +87,12 @@ def write_refit(
     oof_frames: pd.DataFrame,
     evaluate: Any,
     *,
+    overwrite: bool = False,
     quiet: bool = False,
 ) -> RunLayout:
     """Train ``layout.refit`` on every patient for the median of the epochs the folds' selection
-    kept, and give it the threshold of the pooled out-of-fold predictions."""
+    kept (unless a refit of that many epochs is there and not ``overwrite``), and give it the
+    threshold of the pooled out-of-fold predictions."""
     from sepsiscope.classifier.train import TrainSettings, train
 
     kept = [int(read_json(layout.fold(i).train_result)["best_epoch"]) + 1 for i in range(n_folds)]
@@ -98,8 +100,10 @@ def write_refit(
     out = layout.refit
     settings = TrainSettings.build(**{**train_settings, "epochs": epochs, "split_by": "all",
                                       "fold": None})  # fmt: skip
-    log.info("refit on every patient: %d epochs (the folds kept %s)", epochs, kept)
-    train(store_dir, out.root, settings, quiet=quiet, overwrite=True)
+    done = out.model.exists() and (out.saved_training().get("refit") or {}).get("epochs") == epochs
+    if overwrite or not done:  # like the folds, a finished refit is kept
+        log.info("refit on every patient: %d epochs (the folds kept %s)", epochs, kept)
+        train(store_dir, out.root, settings, quiet=quiet, overwrite=True)
     record = read_json(out.model_settings)
     record["refit"] = {
         "folds": n_folds, "epochs": epochs, "epochs_kept_by_folds": kept,
