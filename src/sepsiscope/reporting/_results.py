@@ -21,7 +21,7 @@ from sepsiscope.reporting._sections import CLASS_COLOURS, Context, _interval, mp
 # consensus metrics shown by class, in this order, when the measurement table has them
 MICRO_METRICS = (
     "tvd_mm_per_mm2", "tvd_small_mm_per_mm2", "pvd_mm_per_mm2", "ppv_percent", "mfi",
-    "de_backer_per_mm", "n_segments", "total_length_mm", "mean_velocity_um_per_s",
+    "de_backer_per_mm", "n_vessels", "n_segments", "total_length_mm", "mean_velocity_um_per_s",
 )  # fmt: skip
 PATIENT_METRICS = ("tvd_mm_per_mm2", "ppv_percent", "pvd_mm_per_mm2", "mfi")
 STAGES_WITH_SETTINGS = (
