@@ -216,7 +216,7 @@ def demo_cmd(
     quiet: QuietFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Run the whole pipeline on a synthetic cohort (about 9 minutes on 2 cores; reruns resume)
+    """Run the whole pipeline on a synthetic cohort (about 6 minutes on 2 cores; reruns resume)
     and print the path of the HTML report."""
     from sepsiscope.demo import DemoSettings, run_demo
 
