@@ -30,7 +30,6 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from sepsiscope.classifier import scores as M
 from sepsiscope.classifier._train_data import StoreData
@@ -105,15 +104,11 @@ def selected_epoch(curve: pd.Series, patience: int | None) -> int:
     return best_epoch
 
 
-def pooled_patient_auc(frames: pd.DataFrame, n_bootstrap: int = 500) -> tuple[float, float, float]:
+def pooled_patient_auc(frames: pd.DataFrame) -> tuple[float, float, float]:
     """Pooled out-of-fold patient AUC and a stratified patient-bootstrap 95 % interval."""
     patients = M.level_tables(frames[list(M.PREDICTION_COLUMNS)])["patient"]
-    y, p = patients["y"].to_numpy(), patients["probability"].to_numpy()
-    counts = M.patient_resamples(patients["patient_id"].to_numpy(), n_bootstrap=n_bootstrap,
-                                 seed=0, strata=y)  # fmt: skip
-    draws = [roc_auc_score(np.repeat(y, c), np.repeat(p, c)) for c in counts]
-    low, high = np.percentile(draws, [2.5, 97.5])
-    return float(roc_auc_score(y, p)), float(low), float(high)
+    auc = M.auc_interval(patients["y"], patients["probability"], n_bootstrap=500)
+    return auc["value"], *auc["interval"]
 
 
 def main() -> None:

@@ -324,6 +324,33 @@ def widen_perfect_auc(auc: dict[str, Any], n_pos: int, n_neg: int, alpha: float)
     )
 
 
+def auc_interval(
+    y: np.ndarray,
+    probability: np.ndarray,
+    *,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """``{"value", "interval"}``: the AUC of one score per patient with a percentile interval
+    over patient resamples stratified by label (each keeps both classes); a perfect separation
+    gets :func:`widen_perfect_auc`'s bound. ``value`` is None with one class only."""
+    y, probability = np.asarray(y, dtype=int), np.asarray(probability, dtype=float)
+    counts = patient_resamples(np.arange(len(y)), n_bootstrap=n_bootstrap, seed=seed, strata=y)
+    draws = _weighted_metrics(y, probability, counts.astype(float), 0.5)["auc"]
+    draws = draws[~np.isnan(draws)]
+    alpha = (1 - confidence) / 2
+    value = binary_metrics(y, probability)["auc"]
+    interval = (
+        [float(q) for q in np.quantile(draws, [alpha, 1 - alpha])]
+        if len(draws) and value is not None
+        else [None, None]
+    )
+    auc = {"value": value, "interval": interval}
+    widen_perfect_auc(auc, int(y.sum()), int(len(y) - y.sum()), alpha)
+    return auc
+
+
 def evaluate_levels(
     frames: pd.DataFrame,
     *,

@@ -24,11 +24,7 @@ from pydantic import Field
 
 from sepsiscope._io import read_table, write_json, write_text
 from sepsiscope._lock import writes
-from sepsiscope.classifier.scores import (
-    MIN_PATIENTS_PER_CLASS,
-    patient_resamples,
-    widen_perfect_auc,
-)
+from sepsiscope.classifier.scores import MIN_PATIENTS_PER_CLASS, auc_interval
 from sepsiscope.errors import InputError
 from sepsiscope.layout import MeasurementLayout, RunLayout
 from sepsiscope.settings import StageSettings, provenance
@@ -101,26 +97,14 @@ def cross_validated_probability(
     return probability
 
 
-def _auc(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
-
-
 def auc_row(model: str, patients: str, y: np.ndarray, p: Any, *, seed: int = 0) -> dict[str, Any]:
-    """One row of the AUC table: the AUC of ``p`` for ``y`` (one entry per patient) with a 95 %
-    interval from 1000 patient resamples (stratified by label, so each keeps both classes; a
-    perfect separation gets its binormal bound, :func:`~sepsiscope.classifier.scores.
-    perfect_separation_auc_bound`)."""
-    y, p = np.asarray(y, int), np.asarray(p, float)
-    counts = patient_resamples(np.arange(len(y)), n_bootstrap=1000, seed=seed, strata=y)
-    draws = np.array([_auc(np.repeat(y, c), np.repeat(p, c)) for c in counts])
-    draws = draws[~np.isnan(draws)]
-    interval = list(np.quantile(draws, [0.025, 0.975])) if len(draws) else [np.nan, np.nan]
-    auc = {"value": _auc(y, p), "interval": interval}
-    widen_perfect_auc(auc, int(y.sum()), int(len(y) - y.sum()), 0.025)
-    low, high = (float(v) for v in auc["interval"])
-    return {"model": model, "patients": patients, "n_patients": len(y), "auc": auc["value"],
+    """One row of the AUC table: the AUC of ``p`` for ``y`` (one entry per patient) with its 95 %
+    interval from 1000 stratified patient resamples (:func:`~sepsiscope.classifier.scores.
+    auc_interval`)."""
+    auc = auc_interval(y, p, seed=seed)
+    low, high = (np.nan if v is None else float(v) for v in auc["interval"])
+    value = np.nan if auc["value"] is None else float(auc["value"])
+    return {"model": model, "patients": patients, "n_patients": len(y), "auc": value,
             "auc_low": low, "auc_high": high}  # fmt: skip
 
 
