@@ -5,6 +5,7 @@ cohort, so this measures the ensemble's gain, not generalisation to other data),
 predicts every video: the ensemble (RUN/ensemble, at its out-of-fold threshold), the model refit
 on every patient (RUN/refit, from ``crossval --refit``, same threshold) when there is one, and
 each fold model (at its own validation threshold). Patient probability = mean of its videos.
+The table goes to CV/crossval/ensemble_vs_single.csv too, for benchmarks/ablation.py's study table.
 
     python benchmarks/ensemble_vs_single.py --cv CV_RUN --patients 20 --seed 1
 """
@@ -64,7 +65,10 @@ def main() -> None:
                 "specificity": float((~called)[patients["y"] == 0].mean()),
                 "threshold": threshold,
             })  # fmt: skip
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows).assign(n_patients=args.patients, seed=args.seed)
+    table.to_csv(
+        cv.crossval / "ensemble_vs_single.csv", index=False
+    )  # ablation.py's table reads it
     singles = table[table["model"].str.startswith("fold_")]
     print(f"{args.patients} new simulated patients (seed {args.seed}, 2 videos each, mixed "
           f"cameras); {platform.node()}\n")  # fmt: skip

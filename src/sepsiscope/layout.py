@@ -201,6 +201,8 @@ class RunLayout:
     oof_frames = property(lambda self: self.crossval / "oof_frames.parquet")
     oof_videos = property(lambda self: self.crossval / "oof_videos.parquet")
     oof_patients = property(lambda self: self.crossval / "oof_patients.parquet")
+    # the study's one table (benchmarks/ablation.py): every model and choice left out, out of fold
+    study = property(lambda self: self.crossval / "study.csv")
 
     @property
     def ensemble(self) -> RunLayout:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from html import unescape
+from pathlib import Path
 
 import matplotlib
 
@@ -340,3 +341,35 @@ def test_simulated_measurements_are_compared_with_the_truth(tmp_path):
     assert "Agreement with the simulator" in html and "ICC(2,1)" in html and "<img" in html
     assert "-0.6" in html  # TVD bias: mean of (-1, -0.5, 0.5, -1, -1) = -0.6
     assert truth_agreement(measured.assign(video=["/elsewhere/v.avi"] * 5)) == ""
+
+
+def test_the_study_table_of_benchmarks_ablation_is_shown_in_the_crossval_section(run_dir, tmp_path):
+    import importlib.util
+    import shutil
+
+    spec = importlib.util.spec_from_file_location(
+        "ablation", Path(__file__).parents[2] / "benchmarks" / "ablation.py"
+    )
+    ablation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablation)
+    product = RunLayout(tmp_path / "cv")
+    for name in ("folds", "crossval"):
+        shutil.copytree(run_dir / name, product.root / name)
+    # a "variant" that is the product itself: its paired difference must be exactly zero
+    shutil.copytree(run_dir / "crossval", tmp_path / "abl" / "no_augmentation" / "crossval")
+    table = ablation.study_table(product, tmp_path / "abl", plain=None, interpretation=None)
+    table.to_csv(product.study, index=False)
+    rows = table.set_index("model")
+    pooled = json.loads(product.crossval_metrics.read_text())["pooled"]["patient"]["auc"]
+    assert rows.loc[ablation.PRODUCT, "patient AUC [95 % CI]"].startswith(f"{pooled['value']:.2f}")
+    assert rows.loc[ablation.LABELS["no augmentation"], "Δ patient AUC vs product [95 % CI]"] == (
+        "+0.00 [+0.00, +0.00]"
+    )
+    # crossval's baseline ranks both folds right: patient AUC 1 in each
+    baseline = [m for m in rows.index if m.startswith("logistic baseline")]
+    assert rows.loc[baseline[0], "patient AUC [95 % CI]"] == "1.00 ± 0.00"
+    assert ablation.LABELS["no time channels"] not in rows.index  # never run: no row
+    report(product.root, ReportSettings(), quiet=True)
+    body = _section(product.report.read_text(), "crossval")
+    assert "The study: each model and each choice" in body
+    assert "no augmentation (no flips" in body and "+0.00 [+0.00, +0.00]" in body

@@ -36,7 +36,8 @@ def crossval(ctx: Context) -> tuple[str, bool]:
 
     kind = crossval_model(ctx.run.root)
     # an ensemble's or a refit's honest figures are its cross-validation's (the folder above it)
-    path = (RunLayout(ctx.run.root.parent) if kind else ctx.run).crossval_metrics
+    layout = RunLayout(ctx.run.root.parent) if kind else ctx.run
+    path = layout.crossval_metrics
     if not path.exists():
         return H.not_run("cross-validation", "sepsiscope crossval --store STORE --out RUN"), False
     document = read_json(path)
@@ -91,6 +92,8 @@ def crossval(ctx: Context) -> tuple[str, bool]:
             "each patient by its fold's own temperature, fitted on that fold's validation "
             "patients, never on the patients it is judged on",
         ))  # fmt: skip
+    if layout.study.exists():
+        parts.append(_study(layout.study))
     per_fold = document.get("per_fold") or []
     if per_fold:
         rows = [
@@ -105,6 +108,22 @@ def crossval(ctx: Context) -> tuple[str, bool]:
         parts.append("<h3>Per fold (patient level, held-out patients)</h3>")
         parts.append(H.table(pd.DataFrame(rows)))
     return "".join(parts), True
+
+
+def _study(path: Path) -> str:
+    """benchmarks/ablation.py's table: every model and every choice left out, on these folds."""
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return (
+        "<h3>The study: each model and each choice, on these patients</h3>"
+        + H.table(table)
+        + H.note(
+            "Written by benchmarks/ablation.py: one full cross-validation per choice left out, on "
+            "the same store and folds, pooled out of fold; the difference to the product is "
+            "paired (the same patients resampled together). The ensemble's gain cannot be "
+            "measured out of fold (its members together saw every patient), so its row is on "
+            "new patients. docs/evaluation.md reads the table."
+        )
+    )
 
 
 def _spread(entry: Any) -> H.Raw | None:
