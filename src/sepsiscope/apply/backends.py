@@ -9,7 +9,8 @@ part of every back end, so all of them take the same uint8 input.
 
 ``fp32``
     torch, float32 (CPU or CUDA). The reference. On the CPU the model is traced and frozen with
-    TorchScript (batch norm folded into the convolutions, oneDNN's fused kernels), channels-last.
+    TorchScript (batch norm folded into the convolutions, oneDNN's fused kernels), channels-last,
+    once a batch shape comes a second time (a short file's batches run eager: see ``_graph``).
 ``bf16``
     bfloat16: on the CPU, frozen like fp32 with bf16 weights (AVX512-BF16/AMX); on CUDA, autocast.
     About 3.5x eager fp32 on 2 cores of a CPU with AMX (docs/benchmarks.md); probabilities differ
@@ -113,6 +114,7 @@ class TorchBackend:
         # traced with, and a graph traced at another shape runs ~30 % slower.
         self.freeze = freeze and self.device.type == "cpu"
         self._frozen: dict[tuple[int, ...], Any] = {}
+        self._seen: set[tuple[int, ...]] = set()
         # An ensemble's back end keeps each member's logits of every sample since the last
         # reset_members(): their spread is the ensemble's uncertainty (predict reports it).
         from sepsiscope.models.ensemble import EnsembleNet, MemberLogits
@@ -150,21 +152,22 @@ class TorchBackend:
         return logits
 
     def _graph(self, shape: tuple[int, ...]) -> Any:
-        """The frozen graph for a batch of this shape: traced at that shape for batch 1 and the
-        full batch; other batch sizes run the full-batch graph on a zero-padded batch."""
-        n = shape[0]
-        key = shape if n in (1, self.batch_size) else (self.batch_size, *shape[1:])
-        if key not in self._frozen:
-            self._frozen[key] = _freeze(self.model, self.precision, key)
-        return self._frozen[key]
+        """The frozen graph for batches of this shape, or None to run eager. Only batch 1 (live)
+        and the full batch are frozen, and only the second time their shape comes: a trace costs
+        about two forward passes, which a short file's one batch or a file's last, partial
+        batch would never win back (padding it to a full batch cost more than running it)."""
+        if shape[0] not in (1, self.batch_size):
+            return None
+        if shape not in self._frozen:
+            if shape not in self._seen:
+                self._seen.add(shape)
+                return None
+            self._frozen[shape] = _freeze(self.model, self.precision, shape)
+        return self._frozen[shape]
 
     def _run_frozen(self, graph: Any, x: torch.Tensor) -> torch.Tensor:
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
-        n = x.shape[0]
-        if n not in (1, self.batch_size):
-            pad = x.new_zeros((self.batch_size - n, *x.shape[1:]))
-            x = torch.cat([x, pad]).contiguous(memory_format=torch.channels_last)
-        return graph(x.to(dtype)).float()[:n]
+        return graph(x.to(dtype)).float()
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         return (1.0 / (1.0 + np.exp(-self.logits(samples).astype(np.float64)))).astype(np.float32)
