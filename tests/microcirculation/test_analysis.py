@@ -321,6 +321,30 @@ def test_uniform_still_column_is_blurred_fast_flow_but_a_static_barcode_is_stopp
     assert moving.blurred_fraction == 0.0 and not moving.perfused_by_blur
 
 
+@pytest.mark.parametrize(("blurred_windows", "category"), [(3, "continuous"), (1, "sluggish")])
+def test_a_mostly_blurred_segment_does_not_take_a_slow_velocity_from_its_moving_rest(
+    blurred_windows, category
+):
+    # a uniform dark column (fast flow blurred over the exposure) in the first windows, then an
+    # irregular train moving 2 px/frame (50 µm/s): blur needs cells moving farther than their
+    # spacing within an exposure, so when blur dominates the slow figure is an aliased one and
+    # not the segment's velocity; when the moving windows dominate, it is
+    cells = 120 + 40 * (np.random.default_rng(1).random(300) > 0.5)
+    start = 13 * blurred_windows  # 0.5-s windows of 12-13 frames at 25 fps
+
+    def profile(t: int) -> np.ndarray:
+        if t < start:
+            return np.full(60, 90.0)
+        return cells[200 - 2 * t : 260 - 2 * t].astype(float)
+
+    flow = _kymograph_flow(profile, n_frames=50)
+    assert flow.category == category
+    if category == "continuous":
+        assert np.isnan(flow.velocity_um_per_s) and flow.blurred_fraction > 0.5
+    else:
+        assert flow.velocity_um_per_s == pytest.approx(50, rel=0.2)
+
+
 def test_a_vessel_fading_out_of_focus_is_followed_to_half_its_depth():
     # a horizontal vessel, 0.4 deep, whose darkness fades linearly over its last 8 px at both
     # ends: it is visible (darker than half its depth) from column 24 to 176, 152 px

@@ -28,7 +28,10 @@ cells is invisible and never segmented). So a still window whose time-averaged p
 centreline has no texture above the noise (:func:`_static_texture`, below
 ``uniform_texture_to_noise`` times the noise variance) or varies by less than
 ``uniform_texture_to_depth`` of the column's darkness counts as flowing, too fast to follow: its
-velocity is missing, not zero.
+velocity is missing, not zero. Blur needs cells that move farther than their spacing within an
+exposure, so a segment blurred more than ``blurred_fast_fraction`` of the time whose few moving
+windows give a velocity below ``sluggish_below_um_per_s`` has followed a nearer cell, not slow
+ones: it takes its chain's velocity, or none.
 
 A moving window may still hold a stop shorter than itself (intermittent flow stopping for 0.3 s).
 Frames ``stop_span_s`` apart are compared (:func:`_still_frames`): where the cell-and-gap
@@ -79,6 +82,7 @@ class FlowCriteria:
     stop_visibility: float = 3.0
     still_change: float = 0.2
     stop_min_length_um: float = 20.0
+    blurred_fast_fraction: float = 0.5
 
     def __post_init__(self) -> None:
         if self.min_consistent_lags < 1:
@@ -498,6 +502,14 @@ def segment_flow(
             flowing[a:b] = ~still[a:b]
     fraction = float(flowing.mean())
     blurred_time = float(np.diff(bounds)[blurred].sum()) / len(kymograph)
+    # a column blurs into a uniform one only when its cells move farther than their spacing
+    # within an exposure: a segment blurred most of the time whose few moving windows give a slow
+    # velocity has locked onto a nearer cell (cells out of its search range), not slow cells
+    if (
+        blurred_time > criteria.blurred_fast_fraction
+        and velocity < criteria.sluggish_below_um_per_s
+    ):
+        velocity = float(path_velocity_um_per_s)
     if fraction < criteria.none_below_fraction:
         category = "none"
         velocity = 0.0
