@@ -269,8 +269,8 @@ def _cell_train(position_px: float, length: int = 60, seed: int = 1) -> np.ndarr
 
 @pytest.mark.parametrize("speed_um_per_s", [30.0, 33.3, 50.0])
 def test_a_regular_train_moving_one_spacing_per_span_is_not_still(speed_um_per_s):
-    # cells every 10 µm moving 10 µm in the 0.3 s span look unchanged frames 0.3 s apart; at
-    # half and a third of the span they do not
+    # cells every 10 µm moving 10 µm in the stop test's span (0.2 s: 50 µm/s; 0.3 s before: 33.3)
+    # look unchanged frames a span apart; at half and a third of the span they do not
     def train(position_px: float) -> np.ndarray:
         s = np.arange(60) + 2000 - position_px
         cells = np.exp(-0.5 * ((s[:, None] - np.arange(0, 4000, 10)[None, :]) / 2.0) ** 2)

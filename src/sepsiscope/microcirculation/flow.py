@@ -33,7 +33,8 @@ exposure, so a segment blurred more than ``blurred_fast_fraction`` of the time w
 windows give a velocity below ``sluggish_below_um_per_s`` has followed a nearer cell, not slow
 ones: it takes its chain's velocity, or none.
 
-A moving window may still hold a stop shorter than itself (intermittent flow stopping for 0.3 s).
+A moving window may still hold a stop shorter than itself (intermittent flow stopping for 0.3 s:
+in a 3-s clip the consensus' 10 % of stopped time).
 Frames ``stop_span_s`` apart are compared (:func:`_still_frames`): where the cell-and-gap
 pattern is clearly visible yet has hardly changed over that fixed time, the column stood still,
 and those frames count as not flowing; the velocity is measured over the frames in between.
@@ -78,7 +79,7 @@ class FlowCriteria:
     min_overlap_um: float = 20.0
     min_consistent_lags: int = 1
     max_turn_deg: float = 35.0
-    stop_span_s: float = 0.3
+    stop_span_s: float = 0.2
     stop_visibility: float = 3.0
     still_change: float = 0.2
     stop_min_length_um: float = 20.0
