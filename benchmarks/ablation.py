@@ -1,9 +1,11 @@
 """What each choice of the product's classifier adds: one cross-validation per choice left out.
 
 Every row is a full ``sepsiscope crossval`` on the same store and folds (pooled out of fold, each
-patient called at its own fold's threshold), with one setting changed from the product's:
+patient called at its own fold's threshold), with the product's input mode (read from its folds)
+and one setting changed:
 
-- ``no time channels``: the study's literal input, one grey frame in three channels;
+- ``other input``: the other input mode: three time channels for a product on one grey frame
+  (the study's literal input, the default since session 7), or the reverse;
 - ``no augmentation``: no flips, turns, blur, noise or gamma;
 - ``no BN recalibration``: BatchNorm keeps the running averages of the augmented training batches;
 - ``+ TTA``: the product's fold models again, each sample averaged over its 8 flips and turns
@@ -43,26 +45,33 @@ from sepsiscope.classifier.crossval import CrossvalSettings, crossval
 from sepsiscope.classifier.evaluate import EvaluateSettings
 from sepsiscope.layout import RunLayout
 
+OTHER_INPUT = "other input"
 VARIANTS = {
-    "no time channels": {"input_mode": "single"},
+    OTHER_INPUT: {},  # the input mode the product was not trained on (see run_settings)
     "no augmentation": {"augment": False},
     "no BN recalibration": {"bn_calibration_samples": 0},
 }
 TTA = "tta"
-PRODUCT = (
-    "the network, single fold models (the product: time channels, augmentation, BN "
-    "recalibration, selection)"
-)
+INPUTS = {
+    "single": "one grey frame in three channels (the study's literal input)",
+    "time": "three time channels (frames t, t+k, t+2k)",
+}
 LABELS = {
-    "no time channels": (
-        "no time channels (the study's literal input: one grey frame in three channels)"
-    ),
     "no augmentation": "no augmentation (no flips, turns, blur, noise or gamma)",
     "no BN recalibration": "no BN recalibration (running averages of augmented batches)",
     TTA: "+ TTA (each sample averaged over its 8 flips and turns; the product's folds)",
 }
 PLAIN_LOOP = "the plain PyTorch loop (benchmarks/plain_loop.py: fixed epochs, flips, threshold 0.5)"
 ENSEMBLE_VS_SINGLE = "ensemble_vs_single.csv"
+
+
+def product_input(product: RunLayout) -> str:
+    """The input mode the product's fold models were trained with."""
+    return read_json(product.fold(0).model_settings)["settings"]["input_mode"]
+
+
+def _other(mode: str) -> str:
+    return "time" if mode == "single" else "single"
 
 
 def copy_fold_models(product: RunLayout, out: RunLayout) -> None:
@@ -171,11 +180,17 @@ def study_table(
     product: RunLayout, out: Path, plain: Path | None, interpretation: Path | None
 ) -> pd.DataFrame:
     """One row per model and per choice left out, from every finished run there is."""
-    rows = [crossval_row(PRODUCT, product, product)]
+    mode = product_input(product)
+    labels = {**LABELS, OTHER_INPUT: f"{INPUTS[_other(mode)]} instead"}
+    product_label = (
+        f"the network, single fold models (the product: {INPUTS[mode]}, augmentation, BN "
+        "recalibration, selection)"
+    )
+    rows = [crossval_row(product_label, product, product)]
     for name in (*VARIANTS, TTA):
         cv = RunLayout(out / name.replace(" ", "_"))
         if cv.crossval_metrics.exists():
-            rows.append(crossval_row(LABELS[name], cv, product))
+            rows.append(crossval_row(labels[name], cv, product))
     rows.append(calibrated_row(product))
     if (ensemble := ensemble_row(product)) is not None:
         rows.append(ensemble)
@@ -211,9 +226,11 @@ def main() -> None:
     logging.disable(logging.WARNING)
     product = RunLayout(args.product)
     evaluate = EvaluateSettings(n_bootstrap=500)
-    runs = {name: ({"epochs": args.epochs, **change}, evaluate)
-            for name, change in VARIANTS.items()}  # fmt: skip
-    runs[TTA] = ({"epochs": args.epochs}, evaluate.model_copy(update={"tta": True}))
+    mode = product_input(product)
+    pinned = {"epochs": args.epochs, "input_mode": mode}  # the product's, whatever the default
+    runs = {name: ({**pinned, **change}, evaluate) for name, change in VARIANTS.items()}
+    runs[OTHER_INPUT] = ({**pinned, "input_mode": _other(mode)}, evaluate)
+    runs[TTA] = (pinned, evaluate.model_copy(update={"tta": True}))
     for name, (train, evaluation) in runs.items():
         if args.only is not None and name not in args.only:
             continue

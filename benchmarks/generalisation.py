@@ -6,8 +6,9 @@ a choice holds on videos from elsewhere. This renders a cohort with benchmarks/s
 (other cameras: 30-fps strobed MPEG-4 and 20-fps continuous-light PNG folders; other vessels,
 cells, noise and motion; nothing shared with ``sepsiscope.simulate``), lets every run predict
 every video (``sepsiscope predict``, fp32) and reports the patient AUC (patient probability =
-mean of its videos) with a 95 % interval over stratified patient resamples, and each run's
-sensitivity and specificity at its own threshold. Synthetic data: not a clinical figure.
+mean of its videos) with a 95 % interval over stratified patient resamples, its difference to
+the first run's with a paired patient bootstrap, and each run's sensitivity and specificity at
+its own threshold. Synthetic data: not a clinical figure.
 
     python benchmarks/generalisation.py --cohort /tmp/second_cohort --patients 24 --seed 11 \
         --runs product=CV/ensemble "no augmentation"=ABL/no_augmentation/ensemble
@@ -28,18 +29,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from second_renderer import render_cohort  # noqa: E402
 
 from sepsiscope.apply.predict import PredictSettings, predict  # noqa: E402
-from sepsiscope.classifier.scores import auc_interval  # noqa: E402
+from sepsiscope.classifier.scores import auc_interval, paired_difference  # noqa: E402
 
 
-def patient_probabilities(run: Path, manifest: Path, out: Path) -> tuple[pd.DataFrame, float]:
-    """Per patient: mean video probability and label; and the run's threshold."""
+def video_predictions(run: Path, manifest: Path, out: Path) -> tuple[pd.DataFrame, float]:
+    """Every video's probability as a prediction table (one row per video), and the threshold."""
     result = predict(run, manifest, PredictSettings(backend="fp32", out=out), quiet=True)
     videos = pd.DataFrame(result["videos"])
-    patients = videos.groupby("patient_id").agg(
-        probability=("probability", "mean"), label=("label", "first")
-    )
-    patients["y"] = (patients["label"] == "septic").astype(int)
-    return patients, float(result["videos"][0]["threshold"])
+    table = pd.DataFrame({
+        "patient_id": videos["patient_id"].astype(str), "video_id": videos["name"].astype(str),
+        "frame_index": 0, "y": (videos["label"] == "septic").astype(int),
+        "probability": videos["probability"].astype(float),
+    })  # fmt: skip
+    return table, float(result["videos"][0]["threshold"])
+
+
+def _ci(metric: dict, fmt: str = "{:.2f}") -> str:
+    low, high = metric["interval"]
+    return f"{fmt.format(metric['value'])} [{fmt.format(low)}, {fmt.format(high)}]"
 
 
 def main() -> None:
@@ -58,16 +65,21 @@ def main() -> None:
         render_cohort(args.cohort, patients=args.patients, seed=args.seed, seconds=args.seconds,
                       videos_per_patient=args.videos_per_patient, camera="mixed")  # fmt: skip
     rendered = time.perf_counter() - started
-    rows = []
+    rows, first = [], None
     for spec in args.runs:
         name, run = spec.split("=", 1)
-        patients, threshold = patient_probabilities(Path(run), manifest, args.cohort / "predicted")
-        auc = auc_interval(patients["y"].to_numpy(), patients["probability"].to_numpy())
-        called = patients["probability"] >= threshold
+        videos, threshold = video_predictions(Path(run), manifest, args.cohort / "predicted")
+        patients = videos.groupby("patient_id").agg(y=("y", "first"), p=("probability", "mean"))
+        auc = auc_interval(patients["y"].to_numpy(), patients["p"].to_numpy())
+        called = patients["p"] >= threshold
+        diff = "" if first is None else paired_difference(
+            videos, first, threshold_a=threshold, threshold_b=threshold, n_bootstrap=1000
+        )["patient"]["auc"]  # fmt: skip
+        first = videos if first is None else first
         rows.append({
             "run": name,
-            "patient AUC [95 % CI]": f"{auc['value']:.2f} [{auc['interval'][0]:.2f}, "
-            f"{auc['interval'][1]:.2f}]",
+            "patient AUC [95 % CI]": _ci(auc),
+            f"Δ AUC vs {args.runs[0].split('=')[0]} (paired)": diff and _ci(diff, "{:+.2f}"),
             "sensitivity": f"{called[patients['y'] == 1].mean():.2f}",
             "specificity": f"{(~called)[patients['y'] == 0].mean():.2f}",
             "threshold": f"{threshold:.3f}",

@@ -74,7 +74,7 @@ def test_training_writes_model_checkpoints_logs_and_result(trained):
     assert result["in_memory"] and result["pos_weight"] == 1.0
     assert json.loads(layout.train_result.read_text())["model"] == str(layout.model)
     saved = json.loads(layout.model_settings.read_text())
-    assert saved["settings"]["input_mode"] == "time" and saved["store"]
+    assert saved["settings"]["input_mode"] == "single" and saved["store"]
     assert not list(layout.classifier.glob("**/*.tmp"))
 
 
@@ -88,7 +88,7 @@ def test_final_model_is_the_best_checkpoint_and_reproduces_its_val_auc(trained, 
     for key, value in _weights(layout.model).items():
         assert torch.equal(value, best[key])
     model, settings = load_classifier(run)
-    assert settings.input_mode == "time" and not model.training
+    assert settings.input_mode == "single" and not model.training
     frames = FrameStore(store)
     predicted = predict_store(model, settings, frames, frames.samples("val"), precision="fp32")
     # the patient score of `evaluate`: mean of each video, then of the patient's videos
@@ -97,10 +97,10 @@ def test_final_model_is_the_best_checkpoint_and_reproduces_its_val_auc(trained, 
     auc = roc_auc_score(by_patient["y"], by_patient["probability"])
     assert auc == pytest.approx(result["best_val_patient_auc"], abs=1e-6)
     samples = frames.read_table(frames.samples("val").head(5))
-    probs, feats = infer(model, samples, input_mode="time", precision="fp32", with_features=True)
+    probs, feats = infer(model, samples, input_mode="single", precision="fp32", with_features=True)
     assert probs.shape == (5,) and feats.shape == (5, 128)
     np.testing.assert_allclose(probs, predicted["probability"].head(5), atol=1e-6)
-    bf16 = infer(model, samples, input_mode="time", precision="bf16")
+    bf16 = infer(model, samples, input_mode="single", precision="bf16")
     np.testing.assert_allclose(bf16, probs, atol=0.05)
 
 
@@ -150,7 +150,7 @@ def test_checkpoints_hold_batchnorm_statistics_of_the_unaugmented_train_samples(
     result = train(store, tmp_path / "run", settings, quiet=True)
     layout = RunLayout(tmp_path / "run")
     frames = FrameStore(store)
-    x = prepare_batch(torch.from_numpy(frames.read_table(frames.samples("train"))), "time")
+    x = prepare_batch(torch.from_numpy(frames.read_table(frames.samples("train"))), "single")
     for ckpt in ("last", "best"):
         weights = _ckpt_weights(layout.checkpoints / f"{ckpt}.ckpt")
         state = {k.removeprefix("model."): v for k, v in weights.items()}
@@ -229,6 +229,17 @@ def test_run_killed_mid_epoch_resumes_to_the_same_weights(store, tmp_path, monke
     whole, resumed = (_ckpt_weights(tmp_path / f"{r}/classifier/checkpoints/last.ckpt")
                       for r in ("whole", "killed"))  # fmt: skip
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+
+
+def test_a_run_resumes_with_the_input_mode_it_was_trained_on(store, tmp_path):
+    # runs from before session 7 were trained on time channels, today's default is single
+    run = tmp_path / "time"
+    train(store, run, TrainSettings(epochs=1, input_mode="time", **FAST), quiet=True)
+    train(store, run, TrainSettings(epochs=2, **FAST), quiet=True, resume=True)
+    assert TrainSettings.load(RunLayout(run).model_settings).input_mode == "time"
+    with pytest.raises(InputError, match="resume with --input-mode time"):
+        train(store, run, TrainSettings(epochs=3, input_mode="single", **FAST), quiet=True,
+              resume=True)  # fmt: skip
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_good_checkpoints(store, tmp_path):
@@ -312,7 +323,7 @@ def test_cli_train_json_and_bad_input_exit_status(store, tmp_path):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)  # the progress bar (not --quiet) stays off stdout
-    assert payload["epochs_run"] == 1 and payload["input_mode"] == "time"
+    assert payload["epochs_run"] == 1 and payload["input_mode"] == "single"
     assert RunLayout(tmp_path / "run").model.exists()
     bad = runner.invoke(app, ["train", "--store", str(tmp_path / "nowhere"), "--out",
                               str(tmp_path / "r2"), "--json"])  # fmt: skip

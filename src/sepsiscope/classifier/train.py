@@ -61,7 +61,9 @@ class TrainSettings(StageSettings):
     weight_decay: float = Field(0.0, ge=0)
     schedule: Literal["cosine", "plateau", "none"] = "cosine"
     patience: int = Field(6, ge=1, description="epochs without a better val patient AUC")
-    input_mode: Literal["time", "single"] = "time"
+    # single since session 7: it generalised to another renderer's cameras, time did not
+    # (docs/training.md, "Input modes")
+    input_mode: Literal["time", "single"] = "single"
     augment: bool = True
     dropout: float = Field(0.0, ge=0, lt=1)
     init: str | None = None
@@ -287,7 +289,8 @@ def _check_resume(layout: RunLayout, settings: TrainSettings, resume: bool, over
             old = TrainSettings.load(layout.model_settings)
             if old.input_mode != settings.input_mode:
                 raise InputError(
-                    f"{layout.root} was trained with input_mode={old.input_mode}; resume with it"
+                    f"{layout.root} was trained with input_mode={old.input_mode}; resume with "
+                    f"--input-mode {old.input_mode}"
                 )
         return last
     if layout.checkpoints.exists() and any(layout.checkpoints.iterdir()):
@@ -329,6 +332,11 @@ def train(
     settings = settings or TrainSettings()
     store = FrameStore(store_dir)
     layout = RunLayout(run_dir)
+    if resume and "input_mode" not in settings.model_fields_set and layout.model_settings.exists():
+        # a run resumes with the input it was trained on unless told otherwise (the default
+        # changed in session 7; runs from before were trained on time channels)
+        old = TrainSettings.load(layout.model_settings).input_mode
+        settings = settings.model_copy(update={"input_mode": old})
     tables = split_tables(store, split_by=settings.split_by, fold=settings.fold, seed=settings.seed)
     refit = settings.split_by == "all"  # no validation: no selection, no early stopping
     _check_tables(tables, store, val=not refit)

@@ -31,7 +31,10 @@ def train_cmd(
     ] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Adam learning rate [1e-3].")] = None,
     input_mode: Annotated[
-        str | None, typer.Option("--input-mode", help="time (t, t+k, t+2k) or single [time].")
+        str | None,
+        typer.Option(
+            "--input-mode", help="single (one grey frame) or time (t, t+k, t+2k) [single]."
+        ),
     ] = None,
     init: Annotated[
         Path | None, typer.Option("--init", help="ImageNet ResNet18 state dict for the trunk.")
