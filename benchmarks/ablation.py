@@ -47,7 +47,7 @@ from sepsiscope.layout import RunLayout
 
 OTHER_INPUT = "other input"
 VARIANTS = {
-    OTHER_INPUT: {},  # the input mode the product was not trained on (see run_settings)
+    OTHER_INPUT: {},  # the input mode the product was not trained on: set in main()
     "no augmentation": {"augment": False},
     "no BN recalibration": {"bn_calibration_samples": 0},
 }
