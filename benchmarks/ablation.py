@@ -46,8 +46,7 @@ from sepsiscope.classifier.evaluate import EvaluateSettings
 from sepsiscope.layout import RunLayout
 
 OTHER_INPUT = "other input"
-VARIANTS = {
-    OTHER_INPUT: {},  # the input mode the product was not trained on: set in main()
+VARIANTS = {  # besides OTHER_INPUT, the input mode the product was not trained on
     "no augmentation": {"augment": False},
     "no BN recalibration": {"bn_calibration_samples": 0},
 }
@@ -187,7 +186,7 @@ def study_table(
         "recalibration, selection)"
     )
     rows = [crossval_row(product_label, product, product)]
-    for name in (*VARIANTS, TTA):
+    for name in (OTHER_INPUT, *VARIANTS, TTA):
         cv = RunLayout(out / name.replace(" ", "_"))
         if cv.crossval_metrics.exists():
             rows.append(crossval_row(labels[name], cv, product))
@@ -228,8 +227,8 @@ def main() -> None:
     evaluate = EvaluateSettings(n_bootstrap=500)
     mode = product_input(product)
     pinned = {"epochs": args.epochs, "input_mode": mode}  # the product's, whatever the default
-    runs = {name: ({**pinned, **change}, evaluate) for name, change in VARIANTS.items()}
-    runs[OTHER_INPUT] = ({**pinned, "input_mode": _other(mode)}, evaluate)
+    runs = {OTHER_INPUT: ({**pinned, "input_mode": _other(mode)}, evaluate)}
+    runs |= {name: ({**pinned, **change}, evaluate) for name, change in VARIANTS.items()}
     runs[TTA] = (pinned, evaluate.model_copy(update={"tta": True}))
     for name, (train, evaluation) in runs.items():
         if args.only is not None and name not in args.only:

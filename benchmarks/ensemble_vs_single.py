@@ -27,14 +27,29 @@ from sepsiscope.layout import RunLayout
 from sepsiscope.simulate import SimulateSettings, simulate_cohort
 
 
-def patient_table(run: Path, manifest: Path) -> tuple[pd.DataFrame, float]:
-    result = predict(run, manifest, PredictSettings(backend="fp32"), quiet=True)
+def video_predictions(
+    run: Path, manifest: Path, out: Path | None = None
+) -> tuple[pd.DataFrame, float]:
+    """Every video's probability as a prediction table (one row per video: patient_id, video_id,
+    frame_index 0, y, probability) and the run's threshold; ``out`` as predict's (default
+    RUN/predictions)."""
+    result = predict(run, manifest, PredictSettings(backend="fp32", out=out), quiet=True)
     videos = pd.DataFrame(result["videos"])
+    table = pd.DataFrame({
+        "patient_id": videos["patient_id"].astype(str), "video_id": videos["name"].astype(str),
+        "frame_index": 0, "y": (videos["label"] == "septic").astype(int),
+        "probability": videos["probability"].astype(float),
+    })  # fmt: skip
+    return table, float(result["videos"][0]["threshold"])
+
+
+def patient_table(run: Path, manifest: Path) -> tuple[pd.DataFrame, float]:
+    """Per patient: the mean of its videos' probabilities and its label (y); the threshold."""
+    videos, threshold = video_predictions(run, manifest)
     patients = videos.groupby("patient_id").agg(
-        probability=("probability", "mean"), label=("label", "first")
+        probability=("probability", "mean"), y=("y", "first")
     )
-    patients["y"] = (patients["label"] == "septic").astype(int)
-    return patients, float(result["videos"][0]["threshold"])
+    return patients, threshold
 
 
 def main() -> None:

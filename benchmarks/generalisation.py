@@ -26,22 +26,10 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ensemble_vs_single import video_predictions  # noqa: E402
 from second_renderer import render_cohort  # noqa: E402
 
-from sepsiscope.apply.predict import PredictSettings, predict  # noqa: E402
 from sepsiscope.classifier.scores import auc_interval, paired_difference  # noqa: E402
-
-
-def video_predictions(run: Path, manifest: Path, out: Path) -> tuple[pd.DataFrame, float]:
-    """Every video's probability as a prediction table (one row per video), and the threshold."""
-    result = predict(run, manifest, PredictSettings(backend="fp32", out=out), quiet=True)
-    videos = pd.DataFrame(result["videos"])
-    table = pd.DataFrame({
-        "patient_id": videos["patient_id"].astype(str), "video_id": videos["name"].astype(str),
-        "frame_index": 0, "y": (videos["label"] == "septic").astype(int),
-        "probability": videos["probability"].astype(float),
-    })  # fmt: skip
-    return table, float(result["videos"][0]["threshold"])
 
 
 def _ci(metric: dict, fmt: str = "{:.2f}") -> str:
