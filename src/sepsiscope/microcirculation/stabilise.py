@@ -35,9 +35,7 @@ class Motion:
         """``(T,)`` bool: frames that matched the reference with a peak at least ``relative``
         times the video's median peak. The others (motion blur, a burst of tremor) may sit at a
         wrong place; averaged in, they would draw every vessel twice."""
-        if len(self.response) == 0:
-            return np.zeros(0, bool)
-        return self.response >= relative * float(np.median(self.response))
+        return _well_matched(self.response, relative)
 
     def summary(self, um_per_px: float) -> dict[str, float]:
         """Motion figures in px and µm: largest excursion, mean frame-to-frame jitter."""
@@ -57,6 +55,13 @@ class Motion:
             "min_registration_response": float(self.response.min()),
             "unplaced_fraction": float(1.0 - self.placed().mean()),
         }
+
+
+def _well_matched(response: np.ndarray, relative: float = 0.5) -> np.ndarray:
+    """Frames whose peak is at least ``relative`` times the video's median peak."""
+    if len(response) == 0:
+        return np.zeros(0, bool)
+    return response >= relative * float(np.median(response))
 
 
 def _prepare(
@@ -113,7 +118,9 @@ def estimate_motion(
     smeared that mean (low median peak), to the mean of the previous second of registered frames
     instead. Then every frame is registered to the mean of all registered frames. Means average
     noise and moving red cells away: registering to one frame, or to a reference built from few
-    frames of a sparse field, follows the cells instead of the tissue.
+    frames of a sparse field, follows the cells instead of the tissue. Frames that still match
+    weakly (the probe far from where it spends most of the video, often in the first second)
+    are then placed from a well-placed neighbour frame and the second pass is repeated.
 
     Parameters
     ----------
@@ -242,6 +249,18 @@ def _register(prepared, fps, reference_s, min_response, confident_response):
             if len(recent) > memory:
                 running -= recent.popleft()
     # pass 2: against the mean of all registered frames, sharp now that drift is undone
+    _against_mean(prepared, shifts, response, size, correlate, min_response)
+    weak = ~_well_matched(response) | (response < confident_response)
+    if not weak.all() and _chain(prepared, shifts, weak, correlate, confident_response):
+        # pass 3: frames the probe moved away from (often the first second, while the hand
+        # settles) were drawn misplaced into pass 2's mean, and that ghost of themselves then
+        # outbid the true match; placed from a neighbour instead, they leave a clean mean
+        _against_mean(prepared, shifts, response, size, correlate, min_response)
+    return shifts, response
+
+
+def _against_mean(prepared, shifts, response, size, correlate, min_response) -> None:
+    """Register every frame to the mean of all frames placed by ``shifts`` (in place)."""
     reference = np.zeros_like(prepared[0])
     for image, (dy, dx) in zip(prepared, shifts, strict=True):
         reference += _shift(image, -dx, -dy, size) / len(prepared)
@@ -249,7 +268,27 @@ def _register(prepared, fps, reference_s, min_response, confident_response):
         dx, dy, r = correlate(reference, i)
         if r >= min_response:
             shifts[i], response[i] = (dy, dx), r
-    return shifts, response
+
+
+def _chain(prepared, shifts, weak: np.ndarray, correlate, confident_response: float) -> bool:
+    """Place weakly matched frames from a placed neighbour frame (consecutive frames match
+    well even when one is far from the mean), outwards from the placed ones; in place.
+
+    Returns whether any frame was placed so.
+    """
+    placed = ~weak
+    moved = False
+    n = len(shifts)
+    for order in (range(1, n), range(n - 2, -1, -1)):  # forwards, then backwards
+        for i in order:
+            j = i - 1 if order.step == 1 else i + 1
+            if placed[i] or not placed[j]:
+                continue
+            dx, dy, r = correlate(prepared[j], i)  # a blank frame is never placed
+            if r >= confident_response:
+                shifts[i] = shifts[j] + (dy, dx)
+                placed[i] = moved = True
+    return moved
 
 
 def apply_motion(
