@@ -44,27 +44,25 @@ GOALS = {"tvd_mm_per_mm2": "median |err| <= 10 %", "tvd_small_mm_per_mm2": "medi
          "mean_velocity_um_per_s": "within 20 %"}  # fmt: skip
 
 
-def seen_density(video: dict, step_px: float = 0.5) -> dict[str, float]:
-    """TVD of the vessel pattern as a 2-D image shows it, mm/mm², from per-vessel truth.
+def seen_points(video: dict, step_px: float = 0.5) -> list[tuple[dict, np.ndarray, np.ndarray]]:
+    """Every visible vessel's centreline points in the frame (``(x, y)`` px, ``step_px`` apart)
+    and which of them a 2-D image of the field can show.
 
     truth.csv adds up every vessel's centreline, so where two vessels overlap in projection (a
     capillary under a venule, two capillaries side by side, a branch leaving its parent at a
     shallow angle) that stretch counts twice, although no image of the field can show it twice.
-    Here vessels are taken widest first, and a centreline point counts only if it lies outside the
-    lumen of every vessel taken before.
+    Here vessels are taken widest first, and a centreline point is seen only if it lies outside
+    the lumen of every vessel taken before. Raises KeyError, TypeError or ValueError when the
+    record lacks the fields.
     """
     from scipy.spatial import cKDTree
 
-    nan = {"tvd_seen_mm_per_mm2_true": np.nan, "tvd_small_seen_mm_per_mm2_true": np.nan}
-    try:
-        um = float(video["um_per_px"])
-        width, height = video["width"], video["height"]
-        vessels = sorted((v for v in video["vessels"] if v.get("visible", True)),
-                         key=lambda v: -v["diameter_um"])  # fmt: skip
-    except (KeyError, TypeError, ValueError):  # a cohort whose vessels.json lacks these
-        return nan
+    um = float(video["um_per_px"])
+    width, height = video["width"], video["height"]
+    vessels = sorted((v for v in video["vessels"] if v.get("visible", True)),
+                     key=lambda v: -v["diameter_um"])  # fmt: skip
     taken_points, taken_radius = np.zeros((0, 2)), np.zeros(0)
-    total = small = 0.0
+    result = []
     for v in vessels:
         line = np.asarray(v.get("centreline_px", []), float)
         if line.ndim != 2 or len(line) < 2:
@@ -72,17 +70,29 @@ def seen_density(video: dict, step_px: float = 0.5) -> dict[str, float]:
         arc = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(line, axis=0).T))])
         at = np.arange(step_px / 2, arc[-1], step_px)
         pts = np.stack([np.interp(at, arc, line[:, 0]), np.interp(at, arc, line[:, 1])], axis=1)
-        keep = (pts[:, 0] >= 0) & (pts[:, 0] < width) & (pts[:, 1] >= 0) & (pts[:, 1] < height)
+        inside = (pts[:, 0] >= 0) & (pts[:, 0] < width) & (pts[:, 1] >= 0) & (pts[:, 1] < height)
+        seen = np.ones(len(pts), bool)
         if len(taken_points):
             distance, nearest = cKDTree(taken_points).query(pts)
-            keep &= distance >= taken_radius[nearest]
-        length = step_px * float(keep.sum())
-        total += length
-        small += length if v.get("small", v["diameter_um"] < 20) else 0.0
+            seen = distance >= taken_radius[nearest]
+        result.append((v, pts[inside], seen[inside]))
         taken_points = np.concatenate([taken_points, pts])
         radius = v["diameter_um"] / 2 / um
         taken_radius = np.concatenate([taken_radius, np.full(len(pts), radius)])
-    area_px = width * height
+    return result
+
+
+def seen_density(video: dict, step_px: float = 0.5) -> dict[str, float]:
+    """TVD of the vessel pattern as a 2-D image shows it (:func:`seen_points`), mm/mm², from
+    per-vessel truth; NaN when the record lacks the fields."""
+    try:
+        points = seen_points(video, step_px)
+        um, area_px = float(video["um_per_px"]), video["width"] * video["height"]
+    except (KeyError, TypeError, ValueError):  # a cohort whose vessels.json lacks these
+        return {"tvd_seen_mm_per_mm2_true": np.nan, "tvd_small_seen_mm_per_mm2_true": np.nan}
+    total = sum(step_px * float(seen.sum()) for _, _, seen in points)
+    small = sum(step_px * float(seen.sum()) for v, _, seen in points
+                if v.get("small", v["diameter_um"] < 20))  # fmt: skip
     return {"tvd_seen_mm_per_mm2_true": total / area_px * 1000 / um,
             "tvd_small_seen_mm_per_mm2_true": small / area_px * 1000 / um}  # fmt: skip
 

@@ -36,7 +36,7 @@ from sepsiscope.microcirculation.segment import (
     temporal_image,
 )
 from sepsiscope.microcirculation.skeleton import Segment, resample_path, vessel_segments
-from sepsiscope.microcirculation.stabilise import apply_motion, estimate_motion
+from sepsiscope.microcirculation.stabilise import Motion, apply_motion, estimate_motion
 
 # A skeleton's whiskers: a vessel counted needs at least this much centreline, µm (a capillary
 # is 5-10 µm wide, so a shorter path is a bump on a vessel's edge, not a vessel).
@@ -155,6 +155,16 @@ def _column_depths(kymos: list[np.ndarray], contrasts: list[float]) -> list[floa
     return depths
 
 
+def segmentation_image(registered: np.ndarray, motion: Motion) -> np.ndarray:
+    """The temporal image vessels are segmented on (``temporal_image``, "dark"), from the
+    registered frames (``apply_motion``): (H, W) float32, grey levels."""
+    # vessels are found where red cells pass at some time, not only where they are on average;
+    # frames that registration could not place are left out of that image (not of the flow)
+    placed = motion.placed()
+    still = registered[placed] if placed.sum() >= max(3, len(registered) // 2) else registered
+    return temporal_image(still, statistic="dark")
+
+
 def analyse_video(
     frames: np.ndarray,
     *,
@@ -212,14 +222,9 @@ def analyse_video(
     motion_summary = motion.summary(um_per_px)
     if flags:
         return Analysis(_empty_metrics(), motion_summary, figures, flags, messages)
-    # vessels are found where red cells pass at some time, not only where they are on average;
-    # frames that registration could not place are left out of that image (not of the flow)
-    placed = motion.placed()
-    still = registered[placed] if placed.sum() >= max(3, len(registered) // 2) else registered
-    dark_image = temporal_image(still, statistic="dark")
     mask, contrast = segment_vessels(
-        dark_image, um_per_px=um_per_px, valid=valid, diameters_um=diameters_um,
-        min_contrast=min_contrast,
+        segmentation_image(registered, motion), um_per_px=um_per_px, valid=valid,
+        diameters_um=diameters_um, min_contrast=min_contrast,
     )  # fmt: skip
     lumen = lumen_mask(mask, contrast, min_contrast=min_contrast)
     # centrelines follow the vessels' dark cores; the wider mask still bounds them (flow, figures)

@@ -166,6 +166,26 @@ def segment_vessels(
     """
     contrast = flat_field(frames_mean, um_per_px=um_per_px)
     field = np.ones(contrast.shape, bool) if valid is None else valid
+    mask = ridge_mask(contrast, um_per_px=um_per_px, field=field, diameters_um=diameters_um,
+                      threshold_sd=threshold_sd)  # fmt: skip
+    mask &= dark_enough(contrast, um_per_px=um_per_px, min_contrast=min_contrast)
+    mask = morphology.remove_small_holes(mask, max_size=int(max_hole_um2 / um_per_px**2))
+    if join_gap_um > 0:
+        mask = join_gaps(mask, contrast, um_per_px=um_per_px, field=field, gap_um=join_gap_um)
+    mask = morphology.remove_small_objects(mask, max_size=int(min_area_um2 / um_per_px**2))
+    return mask, contrast
+
+
+def ridge_mask(
+    contrast: np.ndarray,
+    *,
+    um_per_px: float,
+    field: np.ndarray,
+    diameters_um: tuple[float, float] = (4.0, 50.0),
+    threshold_sd: float = 4.0,
+) -> np.ndarray:
+    """Where the tube filter answers well above the field's background (step 1 of
+    :func:`segment_vessels`; parameters as there), within ``field``: (H, W) bool."""
     mask = np.zeros(contrast.shape, bool)
     # small and large vessels are found apart: in one multi-scale maximum, the large scales'
     # answer to tissue texture sets a threshold above a faint capillary's small-scale answer
@@ -184,16 +204,15 @@ def segment_vessels(
         # the faint capillaries that matter most
         high = float(np.median(values)) + threshold_sd * max(robust_sd(values), 1e-6)
         mask |= filters.apply_hysteresis_threshold(ridge, high / 2, high)
-    mask &= field
-    # ridges of illumination or noise are not dark enough to hold red cells; the contrast is
-    # smoothed over about a cell (3 µm) so that a stopped column's plasma gaps stay connected
+    return mask & field
+
+
+def dark_enough(contrast: np.ndarray, *, um_per_px: float, min_contrast: float = 0.03):
+    """(H, W) bool: dark enough to hold red cells (step 2 of :func:`segment_vessels`)."""
+    # ridges of illumination or noise are not; the contrast is smoothed over about a cell
+    # (3 µm) so that a stopped column's plasma gaps stay connected
     smoothed = cv2.GaussianBlur(contrast, (0, 0), max(0.5, 3.0 / um_per_px))
-    mask &= smoothed < -min_contrast
-    mask = morphology.remove_small_holes(mask, max_size=int(max_hole_um2 / um_per_px**2))
-    if join_gap_um > 0:
-        mask = join_gaps(mask, contrast, um_per_px=um_per_px, field=field, gap_um=join_gap_um)
-    mask = morphology.remove_small_objects(mask, max_size=int(min_area_um2 / um_per_px**2))
-    return mask, contrast
+    return smoothed < -min_contrast
 
 
 def core_mask(
