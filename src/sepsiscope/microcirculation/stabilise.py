@@ -119,8 +119,9 @@ def estimate_motion(
     instead. Then every frame is registered to the mean of all registered frames. Means average
     noise and moving red cells away: registering to one frame, or to a reference built from few
     frames of a sparse field, follows the cells instead of the tissue. Frames that still match
-    weakly (the probe far from where it spends most of the video, often in the first second)
-    are then placed from a well-placed neighbour frame and the second pass is repeated.
+    weakly, or whose place jumps away from their neighbours' (the probe far from where it spends
+    most of the video: while the hand settles, or in a slow slide), are then placed by their
+    step from a well-placed neighbour frame, and the second pass is repeated.
 
     Parameters
     ----------
@@ -250,11 +251,17 @@ def _register(prepared, fps, reference_s, min_response, confident_response):
                 running -= recent.popleft()
     # pass 2: against the mean of all registered frames, sharp now that drift is undone
     _against_mean(prepared, shifts, response, size, correlate, min_response)
-    weak = ~_well_matched(response) | (response < confident_response)
-    if not weak.all() and _chain(prepared, shifts, weak, correlate, confident_response):
-        # pass 3: frames the probe moved away from (often the first second, while the hand
-        # settles) were drawn misplaced into pass 2's mean, and that ghost of themselves then
-        # outbid the true match; placed from a neighbour instead, they leave a clean mean
+    # consecutive frames match well even where a frame is far from the mean: their steps
+    # find frames pass 2 misplaced, and place them again
+    steps = np.zeros((len(prepared), 3))  # (dy, dx, peak) of frame i from frame i - 1
+    for i in range(1, len(prepared)):
+        dx, dy, steps[i, 2] = correlate(prepared[i - 1], i)  # a blank frame: peak 0
+        steps[i, :2] = dy, dx
+    doubtful = _misplaced(shifts, response, steps, confident_response)
+    if not doubtful.all() and _chain(shifts, doubtful, steps, confident_response):
+        # pass 3: frames the probe moved away from (while the hand settles, or a slow slide)
+        # were drawn misplaced into pass 2's mean, and that ghost of themselves then outbid
+        # the true match; placed from their neighbours instead, they leave a clean mean
         _against_mean(prepared, shifts, response, size, correlate, min_response)
     return shifts, response
 
@@ -270,24 +277,37 @@ def _against_mean(prepared, shifts, response, size, correlate, min_response) -> 
             shifts[i], response[i] = (dy, dx), r
 
 
-def _chain(prepared, shifts, weak: np.ndarray, correlate, confident_response: float) -> bool:
-    """Place weakly matched frames from a placed neighbour frame (consecutive frames match
-    well even when one is far from the mean), outwards from the placed ones; in place.
+def _misplaced(
+    shifts: np.ndarray,
+    response: np.ndarray,
+    steps: np.ndarray,
+    confident_response: float,
+    jump_px: float = 2.0,
+) -> np.ndarray:
+    """Frames whose place is doubtful: a weak match to the mean, or a place that jumps more
+    than ``jump_px`` away from where the step from the previous frame puts it. Such jumps cut
+    the video into runs of frames; all but the longest run are doubtful."""
+    weak = ~_well_matched(response) | (response < confident_response)
+    sure = steps[1:, 2] >= confident_response
+    jump = np.hypot(*(np.diff(shifts, axis=0) - steps[1:, :2]).T) > jump_px
+    runs = np.concatenate([[0], np.cumsum(sure & jump)])
+    return weak | (runs != np.bincount(runs).argmax())
 
-    Returns whether any frame was placed so.
-    """
-    placed = ~weak
+
+def _chain(shifts, doubtful: np.ndarray, steps: np.ndarray, confident_response: float) -> bool:
+    """Place doubtful frames by the step from a placed neighbour, outwards from the placed
+    ones (in place). Returns whether any frame was placed so."""
+    placed = ~doubtful
     moved = False
     n = len(shifts)
-    for order in (range(1, n), range(n - 2, -1, -1)):  # forwards, then backwards
-        for i in order:
-            j = i - 1 if order.step == 1 else i + 1
-            if placed[i] or not placed[j]:
-                continue
-            dx, dy, r = correlate(prepared[j], i)  # a blank frame is never placed
-            if r >= confident_response:
-                shifts[i] = shifts[j] + (dy, dx)
-                placed[i] = moved = True
+    for i in range(1, n):  # forwards: frame i from frame i - 1
+        if not placed[i] and placed[i - 1] and steps[i, 2] >= confident_response:
+            shifts[i] = shifts[i - 1] + steps[i, :2]
+            placed[i] = moved = True
+    for i in range(n - 2, -1, -1):  # backwards: frame i from frame i + 1
+        if not placed[i] and placed[i + 1] and steps[i + 1, 2] >= confident_response:
+            shifts[i] = shifts[i + 1] - steps[i + 1, :2]
+            placed[i] = moved = True
     return moved
 
 
