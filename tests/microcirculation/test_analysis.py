@@ -168,6 +168,27 @@ def test_a_run_of_frames_that_jumps_away_from_its_steps_is_placed_again():
     np.testing.assert_allclose(shifts[25:], true[25:] - [9.0, -6.0])
 
 
+def test_a_pattern_that_changes_in_place_is_not_moving_but_one_that_shifts_is():
+    # a stopped column whose pattern fades in and out (focus, light, registration residue):
+    # consecutive frames change alike, with the correlation peak at zero shift; the same pattern
+    # carried along 2 px per frame (50 µm/s) is flow
+    from scipy import ndimage
+
+    from sepsiscope.microcirculation.flow import FlowCriteria, _dynamic, _moving_windows, _smooth
+
+    rng = np.random.default_rng(0)
+    unit = float(np.mean(_dynamic(_smooth(rng.normal(0, 1.0, (50, 60)))) ** 2))
+    pattern = ndimage.gaussian_filter1d(rng.normal(0, 1, 200), 1.0)
+    s = np.arange(60)
+    fading = [100 + 5 * np.sin(2 * np.pi * t / 25) * pattern[s] for t in range(50)]
+    shifting = [100 + 3 * pattern[s + 2 * t] for t in range(50)]
+    for rows, expected in ((fading, False), (shifting, True)):
+        kymograph = _smooth(np.stack(rows) + rng.normal(0, 1.0, (50, 60)))
+        _, moving, _, _ = _moving_windows(kymograph, fps=25.0, um_per_sample=1.0,
+                                          noise_variance=unit, criteria=FlowCriteria())  # fmt: skip
+        assert (moving == expected).all(), expected
+
+
 def test_tvd_formula_and_small_split():
     field = np.ones((100, 200), bool)  # 0.1 x 0.2 mm at 1 µm/px = 0.02 mm²
     segments = [

@@ -10,7 +10,9 @@ the velocity. Two questions are asked of each time window (0.5 s by default):
    ``min_dynamic_to_noise`` times the variance that the video's own noise would leave (measured
    on background pixels and passed through the same sampling, see :func:`unit_noise_variance`)
    *and* consecutive frames match up to a shift (correlation >= ``min_coherence``; noise does
-   not), or when it exceeds ``certain_dynamic_to_noise`` times that variance.
+   not) of at least a sample and ``stopped_below_um_per_s`` (a pattern fading in and out in
+   place matches at no shift), or when it exceeds ``certain_dynamic_to_noise`` times that
+   variance.
 2. *How fast?* Over the moving windows, the cross-correlation of frame ``t`` with frame ``t + k``
    peaks at the displacement ``d_k``, searched up to the path's length less ``min_overlap_um``
    (a few cells must overlap; searching only half the length found a wrong, smaller peak for
@@ -270,12 +272,19 @@ def _moving_windows(
     ratio = np.array([float(np.mean(d * d)) for d in dyn]) / floor
     # compressed video (MJPEG, H.264) is noisier in a textured vessel than in the background the
     # noise was measured on, so a little excess variance alone is not motion: cells moving make
-    # consecutive frames alike up to a shift, noise does not. Far above the noise (cells too fast
-    # to follow from frame to frame) the variance alone decides.
+    # consecutive frames alike up to a shift, noise does not. Nor is a change alike from frame to
+    # frame without a shift: a still column whose pattern fades in and out (light, focus,
+    # registration residue; on our simulator the windows of stopped capillaries called moving
+    # had their peak at a median 0.05 µm). Far above the noise (cells too fast to follow from
+    # frame to frame) the variance alone decides.
     moving = ratio > criteria.certain_dynamic_to_noise / criteria.min_dynamic_to_noise
+    # at least a sample: the sub-pixel peak of a pattern changing in place wanders by half of one
+    least_shift = max(1.0, criteria.stopped_below_um_per_s / (fps * um_per_sample))
     for i in np.flatnonzero((ratio > 1) & ~moving):
         lag = _displacements([dyn[i]], 1, max(3, int(0.5 * length)))
-        moving[i] = bool(lag) and lag[0][2] >= criteria.min_coherence
+        moving[i] = (
+            bool(lag) and lag[0][2] >= criteria.min_coherence and (abs(lag[0][1]) >= least_shift)
+        )
     blurred = np.zeros_like(moving)
     # a still window is blurred fast flow when its time-averaged profile is about uniform: its
     # texture is within the sensor noise, or small beside the column's own darkness. Stopped
