@@ -16,7 +16,9 @@ place, in this order:
   (a spur pruned, a short piece dropped, two vessels merged into one line).
 
 The stage masks are recomputed with measure's own functions and defaults, so the budget
-explains the measurement as ``sepsiscope measure`` makes it. Also given: measured length with no
+explains the measurement as ``sepsiscope measure`` makes it, for videos that measure reads
+whole and unshrunk (up to its ``max_seconds``, 10 s, and at 0.8 µm/px or coarser; finer videos
+measure shrinks while decoding). Also given: measured length with no
 true centreline within 6 µm (``false``, % of the true length) and the analysed field's area
 against the frame's. Synthetic data: a description of the renderers, not a clinical figure.
 
@@ -49,7 +51,6 @@ from sepsiscope.microcirculation.analyse import segmentation_image  # noqa: E402
 from sepsiscope.microcirculation.segment import (  # noqa: E402
     core_mask,
     dark_enough,
-    flat_field,
     lumen_mask,
     ridge_mask,
     segment_vessels,
@@ -66,23 +67,23 @@ FALSE_UM = 6.0
 
 def stage_masks(frames: np.ndarray, *, fps: float, um_per_px: float) -> dict[str, np.ndarray]:
     """measure's segmentation of one video, stage by stage: (H, W) bool masks ``field``,
-    ``ridge``, ``dark``, ``mask``, ``core``, and ``paths`` ((N, 2) row, col px, 1 px apart)."""
+    ``ridge``, ``dark``, ``mask``, ``core``, and ``paths`` (the centrelines, (N_i, 2) row, col
+    px, 1 px apart)."""
     motion = estimate_motion(frames, um_per_px=um_per_px, fps=fps)
     registered, field = apply_motion(frames, motion)
-    image = segmentation_image(registered, motion)
-    contrast = flat_field(image, um_per_px=um_per_px)
-    mask, _ = segment_vessels(image, um_per_px=um_per_px, valid=field)
+    mask, contrast = segment_vessels(
+        segmentation_image(registered, motion), um_per_px=um_per_px, valid=field
+    )
     core = core_mask(mask, contrast, um_per_px=um_per_px)
     segments = vessel_segments(core, um_per_px=um_per_px, lumen=lumen_mask(mask, contrast),
                                contrast=contrast, field=field)  # fmt: skip
-    paths = [resample_path(s.path_px) for s in segments]
     return {
         "field": field,
         "ridge": ridge_mask(contrast, um_per_px=um_per_px, field=field),
         "dark": dark_enough(contrast, um_per_px=um_per_px),
         "mask": mask,
         "core": core,
-        "paths": np.concatenate(paths) if paths else np.zeros((0, 2)),
+        "paths": [resample_path(s.path_px) for s in segments],
     }
 
 
@@ -96,7 +97,7 @@ def place_points(
     coordinates lie from the truth's (``registration_offset``).
     """
     um = float(record["um_per_px"])
-    paths = stages["paths"]
+    paths = _all_points(stages["paths"])
     tree = cKDTree(paths[:, ::-1] - np.asarray(offset_px)) if len(paths) else None
     # a point counts as in a mask when it is within a pixel of it (rounding, sub-pixel offsets)
     near = {k: ndimage.binary_dilation(stages[k]) for k in ("ridge", "mask", "core")}
@@ -123,23 +124,33 @@ def place_points(
     return pd.DataFrame(rows, columns=["flow", "place", "length_um"])
 
 
+def _all_points(paths: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(paths) if paths else np.zeros((0, 2))
+
+
 def measured_length_um(
     record: dict, stages: dict[str, np.ndarray], offset_px: tuple[float, float]
 ) -> tuple[float, float]:
-    """Measured centreline length in all and with no true centreline within ``FALSE_UM``, µm."""
+    """Measured centreline length in all and with no true centreline within ``FALSE_UM`` (each
+    step judged at its midpoint), µm."""
     um = float(record["um_per_px"])
-    paths = stages["paths"][:, ::-1] - np.asarray(offset_px)
     truth = [points for _, points, _ in seen_points(record, STEP_PX) if len(points)]
-    if not truth:
-        return len(paths) * um, len(paths) * um
-    distance = cKDTree(np.concatenate(truth)).query(paths)[0] * um
-    return len(paths) * um, float((distance > FALSE_UM).sum()) * um  # paths: 1 px steps
+    tree = cKDTree(np.concatenate(truth)) if truth else None
+    total = false = 0.0
+    for path in stages["paths"]:
+        path = path[:, ::-1] - np.asarray(offset_px)  # (x, y) as the truth
+        steps = np.hypot(*np.diff(path, axis=0).T) * um
+        far = np.ones(len(steps), bool)
+        if tree is not None and len(steps):
+            far = tree.query(0.5 * (path[1:] + path[:-1]))[0] * um > FALSE_UM
+        total, false = total + steps.sum(), false + steps[far].sum()
+    return float(total), float(false)
 
 
 def video_places(record: dict, stages: dict[str, np.ndarray]) -> pd.DataFrame:
     """:func:`place_points` of one video (truth aligned to measure's coordinates) with rows
     ``measured`` and ``false`` (µm, :func:`measured_length_um`) and ``field fraction``."""
-    offset = registration_offset(record, stages["paths"])
+    offset = registration_offset(record, _all_points(stages["paths"]))
     measured, false = measured_length_um(record, stages, offset)
     extra = pd.DataFrame([
         {"flow": "all", "place": "measured", "length_um": measured},

@@ -3,30 +3,18 @@ script read unchanged, with truth that follows the consensus definitions."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from _benchmarks import BENCHMARKS, load_benchmark
 
 from sepsiscope.data.video import probe_video, read_frames
 from sepsiscope.microcirculation.measure import MeasureSettings, measure
 
-BENCHMARKS = Path(__file__).parents[2] / "benchmarks"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"_bench_{name}", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-renderer = _load("second_renderer")
+renderer = load_benchmark("second_renderer")
 SECONDS, WIDTH, HEIGHT = 1.2, 240, 200
 
 
@@ -114,7 +102,7 @@ def test_all_small_vessels_perfused_gives_ppv_100_and_mfi_3():
 
 @pytest.mark.slow
 def test_validation_functions_run_on_the_second_cohort(cohort, tmp_path):
-    validate = _load("validate_measure")
+    validate = load_benchmark("validate_measure")
     measure(cohort / "manifest.csv", tmp_path / "m", MeasureSettings(workers=1), quiet=True)
     joined = validate.compare(cohort, tmp_path / "m")
     assert len(joined) == 2 and (joined["status"] == "ok").all()

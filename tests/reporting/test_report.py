@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 from html import unescape
-from pathlib import Path
 
 import matplotlib
 
@@ -345,14 +344,11 @@ def test_simulated_measurements_are_compared_with_the_truth(tmp_path):
 
 
 def test_the_study_table_of_benchmarks_ablation_is_shown_in_the_crossval_section(run_dir, tmp_path):
-    import importlib.util
     import shutil
 
-    spec = importlib.util.spec_from_file_location(
-        "ablation", Path(__file__).parents[2] / "benchmarks" / "ablation.py"
-    )
-    ablation = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ablation)
+    from _benchmarks import load_benchmark
+
+    ablation = load_benchmark("ablation")
     product = RunLayout(tmp_path / "cv")
     for name in ("folds", "crossval"):
         shutil.copytree(run_dir / name, product.root / name)

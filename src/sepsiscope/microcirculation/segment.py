@@ -207,7 +207,9 @@ def ridge_mask(
     return mask & field
 
 
-def dark_enough(contrast: np.ndarray, *, um_per_px: float, min_contrast: float = 0.03):
+def dark_enough(
+    contrast: np.ndarray, *, um_per_px: float, min_contrast: float = 0.03
+) -> np.ndarray:
     """(H, W) bool: dark enough to hold red cells (step 2 of :func:`segment_vessels`)."""
     # ridges of illumination or noise are not; the contrast is smoothed over about a cell
     # (3 µm) so that a stopped column's plasma gaps stay connected

@@ -120,8 +120,8 @@ def estimate_motion(
     noise and moving red cells away: registering to one frame, or to a reference built from few
     frames of a sparse field, follows the cells instead of the tissue. Frames that still match
     weakly, or whose place jumps away from their neighbours' (the probe far from where it spends
-    most of the video: while the hand settles, or in a slow slide), are then placed by their
-    step from a well-placed neighbour frame, and the second pass is repeated.
+    most of the video: while the hand settles, or in a slow slide), are then registered again
+    to the mean of the other frames.
 
     Parameters
     ----------
@@ -149,7 +149,8 @@ def estimate_motion(
         Phase-correlation peaks lower than this are unreliable; the previous shift is kept.
     confident_response : float
         When the median peak against the plain mean is lower, drift has smeared that mean and
-        the running reference is used.
+        the running reference is used. Also: a frame matching the mean more weakly is in doubt,
+        and a step between consecutive frames is trusted only with a peak this high.
 
     Returns
     -------
@@ -252,25 +253,30 @@ def _register(prepared, fps, reference_s, min_response, confident_response):
     # pass 2: against the mean of all registered frames, sharp now that drift is undone
     _against_mean(prepared, shifts, response, size, correlate, min_response)
     # consecutive frames match well even where a frame is far from the mean: their steps
-    # find frames pass 2 misplaced, and place them again
+    # find the frames pass 2 misplaced
     steps = np.zeros((len(prepared), 3))  # (dy, dx, peak) of frame i from frame i - 1
     for i in range(1, len(prepared)):
-        dx, dy, steps[i, 2] = correlate(prepared[i - 1], i)  # a blank frame: peak 0
+        dx, dy, steps[i, 2] = correlate(prepared[i - 1], i)  # a blank frame i: peak 0
         steps[i, :2] = dy, dx
     doubtful = _misplaced(shifts, response, steps, confident_response)
-    if not doubtful.all() and _chain(shifts, doubtful, steps, confident_response):
-        # pass 3: frames the probe moved away from (while the hand settles, or a slow slide)
-        # were drawn misplaced into pass 2's mean, and that ghost of themselves then outbid
-        # the true match; placed from their neighbours instead, they leave a clean mean
-        _against_mean(prepared, shifts, response, size, correlate, min_response)
+    if doubtful.any() and not doubtful.all():
+        # pass 3: frames the probe moved away from (while the hand settles, or in a slow
+        # slide) were drawn misplaced into pass 2's mean, and that ghost of themselves then
+        # outbid their true match; against the mean of the others they find it
+        _against_mean(prepared, shifts, response, size, correlate, min_response, ~doubtful)
     return shifts, response
 
 
-def _against_mean(prepared, shifts, response, size, correlate, min_response) -> None:
-    """Register every frame to the mean of all frames placed by ``shifts`` (in place)."""
+def _against_mean(
+    prepared, shifts, response, size, correlate, min_response, use: np.ndarray | None = None
+) -> None:
+    """Register every frame to the mean of the frames ``use`` (all by default) placed by
+    ``shifts``; in place."""
+    use = np.ones(len(prepared), bool) if use is None else use
     reference = np.zeros_like(prepared[0])
-    for image, (dy, dx) in zip(prepared, shifts, strict=True):
-        reference += _shift(image, -dx, -dy, size) / len(prepared)
+    for i in np.flatnonzero(use):
+        dy, dx = shifts[i]
+        reference += _shift(prepared[i], -dx, -dy, size) / use.sum()
     for i in range(len(prepared)):
         dx, dy, r = correlate(reference, i)
         if r >= min_response:
@@ -284,31 +290,17 @@ def _misplaced(
     confident_response: float,
     jump_px: float = 2.0,
 ) -> np.ndarray:
-    """Frames whose place is doubtful: a weak match to the mean, or a place that jumps more
-    than ``jump_px`` away from where the step from the previous frame puts it. Such jumps cut
-    the video into runs of frames; all but the longest run are doubtful."""
+    """Frames whose place is doubtful: a weak match to the mean, or a run of frames placed away
+    from the longest run. A confident step that disagrees by more than ``jump_px`` (working
+    px, about µm) with the two frames' places starts a run; adding up those disagreements
+    gives each run's offset from the first, so a run that jumps away and back is one run."""
     weak = ~_well_matched(response) | (response < confident_response)
-    sure = steps[1:, 2] >= confident_response
-    jump = np.hypot(*(np.diff(shifts, axis=0) - steps[1:, :2]).T) > jump_px
-    runs = np.concatenate([[0], np.cumsum(sure & jump)])
-    return weak | (runs != np.bincount(runs).argmax())
-
-
-def _chain(shifts, doubtful: np.ndarray, steps: np.ndarray, confident_response: float) -> bool:
-    """Place doubtful frames by the step from a placed neighbour, outwards from the placed
-    ones (in place). Returns whether any frame was placed so."""
-    placed = ~doubtful
-    moved = False
-    n = len(shifts)
-    for i in range(1, n):  # forwards: frame i from frame i - 1
-        if not placed[i] and placed[i - 1] and steps[i, 2] >= confident_response:
-            shifts[i] = shifts[i - 1] + steps[i, :2]
-            placed[i] = moved = True
-    for i in range(n - 2, -1, -1):  # backwards: frame i from frame i + 1
-        if not placed[i] and placed[i + 1] and steps[i + 1, 2] >= confident_response:
-            shifts[i] = shifts[i + 1] - steps[i + 1, :2]
-            placed[i] = moved = True
-    return moved
+    disagree = np.diff(shifts, axis=0) - steps[1:, :2]
+    jump = (steps[1:, 2] >= confident_response) & (np.hypot(*disagree.T) > jump_px)
+    runs = np.concatenate([[0], np.cumsum(jump)])
+    offset = np.concatenate([[[0.0, 0.0]], np.cumsum(disagree * jump[:, None], axis=0)])
+    main = offset[runs == np.bincount(runs).argmax()][0]
+    return weak | (np.hypot(*(offset - main).T) > jump_px)
 
 
 def apply_motion(
