@@ -89,19 +89,22 @@ def test_intermittent_flow_is_recognised():
     assert 0.1 <= flow.moving_fraction < 0.9
 
 
-def test_motion_is_estimated_and_removed():
-    vessels = [Vessel(line(40, 20, 120, 140), 8, 300), Vessel(line(130, 10, 20, 90), 12, 0)]
-    frames = render(vessels, seconds=1.2, fps=FPS, seed=3)
-    import cv2
-
-    drift = np.stack([np.arange(len(frames)) * 0.25, np.arange(len(frames)) * -0.15], axis=1)
-    moved = np.stack(
+def _moved(frames: np.ndarray, shifts_px: np.ndarray) -> np.ndarray:
+    """Frames translated by ``shifts_px`` ((T, 2): rows, columns), edges replicated."""
+    return np.stack(
         [
             cv2.warpAffine(f, np.float32([[1, 0, dx], [0, 1, dy]]), f.shape[::-1],
                            borderMode=cv2.BORDER_REPLICATE)
-            for f, (dy, dx) in zip(frames, drift, strict=True)
+            for f, (dy, dx) in zip(frames, shifts_px, strict=True)
         ]
     )  # fmt: skip
+
+
+def test_motion_is_estimated_and_removed():
+    vessels = [Vessel(line(40, 20, 120, 140), 8, 300), Vessel(line(130, 10, 20, 90), 12, 0)]
+    frames = render(vessels, seconds=1.2, fps=FPS, seed=3)
+    drift = np.stack([np.arange(len(frames)) * 0.25, np.arange(len(frames)) * -0.15], axis=1)
+    moved = _moved(frames, drift)
     motion = estimate_motion(moved, um_per_px=1.0)
     assert np.abs(motion.shifts_px - drift).max() < 1.0
     registered, valid = apply_motion(moved, motion)
@@ -121,7 +124,7 @@ def test_a_frame_without_a_match_keeps_the_previous_shift():
     assert motion.response[10] < 0.05
 
 
-def test_frames_the_probe_settles_through_are_placed_from_their_neighbours():
+def test_frames_the_probe_settles_through_are_registered_in_place():
     # the probe moves 15 px over the first 0.7 s, then drifts slowly: against the mean of all
     # frames the settling frames matched weakly, and drawn misplaced into the second pass's mean
     # they matched their own ghost there (errors of 13 px, a quarter of the frames unplaced)
@@ -136,14 +139,7 @@ def test_frames_the_probe_settles_through_are_placed_from_their_neighbours():
     true = np.zeros((len(frames), 2))
     true[:settle] = np.linspace([12, -9], [0, 0], settle)
     true[settle:] = np.linspace([0, 0], [-3, 2], len(frames) - settle)
-    moved = np.stack(
-        [
-            cv2.warpAffine(f, np.float32([[1, 0, dx], [0, 1, dy]]), f.shape[::-1],
-                           borderMode=cv2.BORDER_REPLICATE)
-            for f, (dy, dx) in zip(frames, true, strict=True)
-        ]
-    )  # fmt: skip
-    motion = estimate_motion(moved, um_per_px=1.0)
+    motion = estimate_motion(_moved(frames, true), um_per_px=1.0)
     error = (motion.shifts_px - motion.shifts_px[-1]) - (true - true[-1])
     assert np.abs(error).max() < 1.0
     assert motion.placed().all()
