@@ -274,17 +274,16 @@ def _moving_windows(
     # noise was measured on, so a little excess variance alone is not motion: cells moving make
     # consecutive frames alike up to a shift, noise does not. Nor is a change alike from frame to
     # frame without a shift: a still column whose pattern fades in and out (light, focus,
-    # registration residue; on our simulator the windows of stopped capillaries called moving
-    # had their peak at a median 0.05 µm). Far above the noise (cells too fast to follow from
-    # frame to frame) the variance alone decides.
+    # registration residue: on our simulator the windows of stopped capillaries called moving
+    # had their peak within 0.1 µm of no shift, median). Far above the noise (cells too fast to
+    # follow from frame to frame) the variance alone decides.
     moving = ratio > criteria.certain_dynamic_to_noise / criteria.min_dynamic_to_noise
     # at least a sample: the sub-pixel peak of a pattern changing in place wanders by half of one
     least_shift = max(1.0, criteria.stopped_below_um_per_s / (fps * um_per_sample))
     for i in np.flatnonzero((ratio > 1) & ~moving):
         lag = _displacements([dyn[i]], 1, max(3, int(0.5 * length)))
-        moving[i] = (
-            bool(lag) and lag[0][2] >= criteria.min_coherence and (abs(lag[0][1]) >= least_shift)
-        )
+        moving[i] = bool(lag) and lag[0][2] >= criteria.min_coherence
+        moving[i] &= bool(lag) and abs(lag[0][1]) >= least_shift
     blurred = np.zeros_like(moving)
     # a still window is blurred fast flow when its time-averaged profile is about uniform: its
     # texture is within the sensor noise, or small beside the column's own darkness. Stopped
