@@ -47,15 +47,9 @@ from validate_measure import (  # noqa: E402
 
 from sepsiscope.data.video import read_frames  # noqa: E402
 from sepsiscope.layout import CohortLayout  # noqa: E402
-from sepsiscope.microcirculation.analyse import segmentation_image  # noqa: E402
-from sepsiscope.microcirculation.segment import (  # noqa: E402
-    core_mask,
-    dark_enough,
-    lumen_mask,
-    ridge_mask,
-    segment_vessels,
-)
-from sepsiscope.microcirculation.skeleton import resample_path, vessel_segments  # noqa: E402
+from sepsiscope.microcirculation.analyse import vessel_geometry  # noqa: E402
+from sepsiscope.microcirculation.segment import dark_enough, ridge_mask  # noqa: E402
+from sepsiscope.microcirculation.skeleton import resample_path  # noqa: E402
 from sepsiscope.microcirculation.stabilise import apply_motion, estimate_motion  # noqa: E402
 
 PLACES = ("hidden", "found", "outside field", "below ridge threshold", "too faint",
@@ -71,12 +65,7 @@ def stage_masks(frames: np.ndarray, *, fps: float, um_per_px: float) -> dict[str
     px, 1 px apart)."""
     motion = estimate_motion(frames, um_per_px=um_per_px, fps=fps)
     registered, field = apply_motion(frames, motion)
-    mask, contrast = segment_vessels(
-        segmentation_image(registered, motion), um_per_px=um_per_px, valid=field
-    )
-    core = core_mask(mask, contrast, um_per_px=um_per_px)
-    segments = vessel_segments(core, um_per_px=um_per_px, lumen=lumen_mask(mask, contrast),
-                               contrast=contrast, field=field)  # fmt: skip
+    mask, contrast, core, segments = vessel_geometry(registered, motion, field, um_per_px=um_per_px)
     return {
         "field": field,
         "ridge": ridge_mask(contrast, um_per_px=um_per_px, field=field),

@@ -165,6 +165,30 @@ def segmentation_image(registered: np.ndarray, motion: Motion) -> np.ndarray:
     return temporal_image(still, statistic="dark")
 
 
+def vessel_geometry(
+    registered: np.ndarray,
+    motion: Motion,
+    valid: np.ndarray,
+    *,
+    um_per_px: float,
+    diameters_um: tuple[float, float] = (4.0, 50.0),
+    min_contrast: float = 0.03,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Segment]]:
+    """The vessels of a registered stack (``apply_motion``'s frames and field): the vessel mask,
+    the flat-field contrast it was made from, its dark core and the centreline segments."""
+    mask, contrast = segment_vessels(
+        segmentation_image(registered, motion), um_per_px=um_per_px, valid=valid,
+        diameters_um=diameters_um, min_contrast=min_contrast,
+    )  # fmt: skip
+    lumen = lumen_mask(mask, contrast, min_contrast=min_contrast)
+    # centrelines follow the vessels' dark cores; the wider mask still bounds them (flow, figures)
+    core = core_mask(mask, contrast, um_per_px=um_per_px)
+    segments = vessel_segments(
+        core, um_per_px=um_per_px, lumen=lumen, contrast=contrast, field=valid
+    )
+    return mask, contrast, core, segments
+
+
 def analyse_video(
     frames: np.ndarray,
     *,
@@ -222,16 +246,10 @@ def analyse_video(
     motion_summary = motion.summary(um_per_px)
     if flags:
         return Analysis(_empty_metrics(), motion_summary, figures, flags, messages)
-    mask, contrast = segment_vessels(
-        segmentation_image(registered, motion), um_per_px=um_per_px, valid=valid,
-        diameters_um=diameters_um, min_contrast=min_contrast,
+    mask, contrast, _, segments = vessel_geometry(
+        registered, motion, valid, um_per_px=um_per_px, diameters_um=diameters_um,
+        min_contrast=min_contrast,
     )  # fmt: skip
-    lumen = lumen_mask(mask, contrast, min_contrast=min_contrast)
-    # centrelines follow the vessels' dark cores; the wider mask still bounds them (flow, figures)
-    core = core_mask(mask, contrast, um_per_px=um_per_px)
-    segments = vessel_segments(
-        core, um_per_px=um_per_px, lumen=lumen, contrast=contrast, field=valid
-    )
     distance = ndimage.distance_transform_edt(mask)
     paths = _flow_paths([s.path_px for s in segments], distance, um_per_px)
     long_paths, long_path_of, chains = _extended_flow_paths(segments, distance, um_per_px, flow)
