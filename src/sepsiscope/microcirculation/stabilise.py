@@ -274,9 +274,10 @@ def _against_mean(
     ``shifts``; in place."""
     use = np.ones(len(prepared), bool) if use is None else use
     reference = np.zeros_like(prepared[0])
-    for i in np.flatnonzero(use):
+    chosen = np.flatnonzero(use)
+    for i in chosen:
         dy, dx = shifts[i]
-        reference += _shift(prepared[i], -dx, -dy, size) / use.sum()
+        reference += _shift(prepared[i], -dx, -dy, size) / len(chosen)
     for i in range(len(prepared)):
         dx, dy, r = correlate(reference, i)
         if r >= min_response:
