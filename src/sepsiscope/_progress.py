@@ -51,4 +51,11 @@ def lightning_progress(quiet: bool) -> list[Any]:
         return []
     from lightning.pytorch.callbacks import RichProgressBar
 
-    return [RichProgressBar(console_kwargs={"stderr": True})]
+    class EpochBar(RichProgressBar):
+        """Epochs counted from 1: Lightning's bar says "Epoch 1/1" for the second of two."""
+
+        def _get_train_description(self, current_epoch: int) -> str:
+            total = self.trainer.max_epochs
+            return f"Epoch {current_epoch + 1}" + (f"/{total}" if total and total > 0 else "")
+
+    return [EpochBar(console_kwargs={"stderr": True})]

@@ -324,6 +324,10 @@ def test_cli_train_json_and_bad_input_exit_status(store, tmp_path):
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)  # the progress bar (not --quiet) stays off stdout
     assert payload["epochs_run"] == 1 and payload["input_mode"] == "single"
+    assert "Epoch 1/1" in result.stderr and "Epoch 0" not in result.stderr  # counted from 1
+    assert payload["precision_reason"] == "fp32 (as asked)"
+    text = runner.invoke(app, args[:-1] + ["--overwrite", "--quiet"]).output
+    assert "at epoch 1 of 1; precision fp32 (as asked)" in " ".join(text.split())
     assert RunLayout(tmp_path / "run").model.exists()
     bad = runner.invoke(app, ["train", "--store", str(tmp_path / "nowhere"), "--out",
                               str(tmp_path / "r2"), "--json"])  # fmt: skip

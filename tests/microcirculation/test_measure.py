@@ -201,20 +201,33 @@ def test_interpret_metrics_and_combined_models(tmp_path):
     few.to_parquet(run.oof_patients)
     notes = interpret(layout.root, run_dir=run.root)["notes"]
     assert sum("only 6 patients" in note for note in notes) == 3  # metrics, network, combined
+    # the figures are out-of-fold already: more patients, not crossval, would steady them
+    assert not any("sepsiscope crossval" in note for note in notes)
 
 
-def test_interpret_with_few_evaluated_patients_says_to_crossval(tmp_path):
+def test_interpret_with_few_evaluated_patients_fits_the_metrics_and_says_to_crossval(tmp_path):
     layout = _fake_measurements(tmp_path)
     run = RunLayout(tmp_path / "run")
     run.evaluation.mkdir(parents=True)
     pd.DataFrame({"patient_id": ["P00", "P01"], "probability": [0.7, 0.2],
                   "split": ["test", "test"]}).to_parquet(run.evaluation_patients)  # fmt: skip
-    cli = runner.invoke(app, ["interpret", str(layout.root), "--run", str(run.root)])
-    assert cli.exit_code == 2
+    cli = runner.invoke(app, ["interpret", str(layout.root), "--run", str(run.root), "--quiet"])
+    assert cli.exit_code == 0
     message = " ".join(cli.output.split())
+    assert "network and combined models not fitted" in message
     assert "only 2 patients (1 septic, 1 non-septic)" in message
     assert "sepsiscope crossval --store STORE --out RUN" in message
     assert "--run CV_DIR" in message
+    result = json.loads(layout.interpret.result.read_text())
+    assert [m["model"] for m in result["models"]] == ["metrics (logistic regression)"]
+    assert result["models"][0]["n_patients"] == 16
+    # a crossval's out-of-fold patients that match none measured: another manifest, an error
+    run.crossval.mkdir()
+    pd.DataFrame({"patient_id": ["X1", "X2"], "probability": [0.7, 0.2]}).to_parquet(
+        run.oof_patients
+    )
+    with pytest.raises(InputError, match="share patient_id"):
+        interpret(layout.root, run_dir=run.root)
     with pytest.raises(InputError, match="neither .*oof_patients.parquet.*sepsiscope crossval"):
         interpret(layout.root, run_dir=tmp_path / "empty")
 

@@ -18,9 +18,12 @@ def test_an_isa_capped_below_avx512_means_fp32(monkeypatch, variable, value):
     for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
         monkeypatch.delenv(name, raising=False)
     assert precision.use_bf16("auto", "cpu")  # native bf16, nothing capped
+    assert precision.precision_reason("auto", "cpu").startswith("bf16 (auto: this CPU computes")
     monkeypatch.setenv(variable, value)
     assert not precision.cpu_supports_bf16() and not precision.use_bf16("auto", "cpu")
+    assert "would be emulated and slower" in precision.precision_reason("auto", "cpu")
     assert precision.use_bf16("bf16", "cpu")  # asked for explicitly: still honoured
+    assert precision.precision_reason("bf16", "cpu") == "bf16 (as asked)"
 
 
 def test_unknown_precision_is_refused():

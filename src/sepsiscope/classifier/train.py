@@ -42,7 +42,7 @@ from sepsiscope.data.store import FrameStore
 from sepsiscope.errors import InputError, SepsiscopeError
 from sepsiscope.layout import RunLayout
 from sepsiscope.models.classifier import SepsisNet, load_resnet18_trunk, prepare_batch
-from sepsiscope.models.precision import use_bf16
+from sepsiscope.models.precision import precision_reason, use_bf16
 from sepsiscope.settings import StageSettings, provenance
 
 log = logging.getLogger(__name__)
@@ -402,7 +402,8 @@ def train(
         )
     if not trainer.is_global_zero:
         return {}
-    return _finish(layout, settings, store, tables, bf16, pos_weight, data)
+    reason = precision_reason(settings.precision, device)
+    return _finish(layout, settings, store, tables, bf16, pos_weight, data, reason)
 
 
 def _refit_weights(
@@ -420,7 +421,7 @@ def _refit_weights(
     return model.state_dict()
 
 
-def _finish(layout, settings, store, tables, bf16, pos_weight, data) -> dict:
+def _finish(layout, settings, store, tables, bf16, pos_weight, data, precision_why) -> dict:
     """Write the best weights (a refit: the last, BatchNorm recalibrated) as safetensors, the
     settings, the flat log and the result."""
     from safetensors.torch import save_file
@@ -475,6 +476,7 @@ def _finish(layout, settings, store, tables, bf16, pos_weight, data) -> dict:
         "split_by": settings.split_by,
         "fold": settings.fold,
         "precision": "bf16" if bf16 else "fp32",
+        "precision_reason": precision_why,
         # from the checkpoint: a spawned DDP run leaves this process's trainer at step 0
         "epochs_run": int(last.get("epoch", 0)) + 1,
         "global_step": int(last.get("global_step", 0)),

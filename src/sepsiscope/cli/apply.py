@@ -158,6 +158,7 @@ def export_cmd(
         ),
     ] = False,
     store: RunStoreOption = None,
+    quiet: QuietFlag = False,  # accepted as by every verb; nothing here draws progress
     as_json: JsonFlag = False,
 ) -> None:
     """Write the classifier, preprocessing included, as one self-contained ONNX file (uint8
@@ -189,6 +190,9 @@ def report_cmd(
     ] = None,
     out: Annotated[Path | None, out_option("HTML file to write (default RUN/report.html).")] = None,
     config: ConfigOption = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No lines about sections not run.")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Write one self-contained HTML report of a run (images embedded, no network)."""
@@ -201,7 +205,7 @@ def report_cmd(
             measurements=str(measurements) if measurements else None,
             out=str(out) if out else None,
         )
-        return report(run, settings)
+        return report(run, settings, quiet=quiet)
 
     run_stage(go, as_json=as_json, summary=lambda r: f"report: {r['report']}")
 

@@ -85,9 +85,11 @@ def train_cmd(
     def summary(r: dict[str, Any]) -> str:
         auc = r.get("best_val_patient_auc")
         auc_text = "undefined" if auc is None else f"{auc:.3f}"
+        # epochs counted from 1 as the progress bar does (train.json keeps Lightning's from 0)
+        best = "no epoch" if r["best_epoch"] is None else f"epoch {r['best_epoch'] + 1}"
         return (
-            f"model {r['model']}: best validation patient AUC {auc_text} at epoch "
-            f"{r['best_epoch']} ({r['epochs_run']} epochs, {r['precision']})"
+            f"model {r['model']}: best validation patient AUC {auc_text} at {best} of "
+            f"{r['epochs_run']}; precision {r.get('precision_reason', r['precision'])}"
             + (f"\nWARNING: {r['warning']}" if r.get("warning") else "")
         )
 

@@ -67,6 +67,7 @@ def interpret_cmd(
         int | None, typer.Option("--folds", help="Cross-validation folds [5].")
     ] = None,
     config: ConfigOption = None,
+    quiet: QuietFlag = False,  # accepted as by every verb; nothing here draws progress
     as_json: JsonFlag = False,
 ) -> None:
     """Patient-level logistic regression on the consensus metrics (grouped cross-validation),

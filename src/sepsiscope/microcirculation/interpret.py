@@ -212,8 +212,13 @@ def interpret(
     source = None
     if run_dir is not None:
         network, source = _network_patients(Path(run_dir))
-        combined, patients = _combined_models(patients, network, source, features, kw, run_dir)
-        models += combined
+        joined = patients.merge(network, on="patient_id", how="inner")
+        too_few = _too_few_for_combined(joined, source, run_dir)
+        if too_few:
+            notes.append(too_few)
+        else:
+            combined, patients = _combined_models(patients, joined, source, features, kw)
+            models += combined
     coefficients = _coefficients(x, y, features, settings)
     notes.extend(_small_cohort_notes(models))
     return _write_results(layout, settings, models, coefficients, patients, source, notes)
@@ -230,13 +235,20 @@ def _coefficients(
 
 
 def _small_cohort_notes(models: list[dict[str, Any]]) -> list[str]:
-    """A note for each model judged on too few patients for its AUC to be stable."""
+    """A note for each model judged on too few patients for its AUC to be stable; crossval is
+    suggested only where the patients are an evaluation's held-out ones (it gives every patient
+    a probability; the metrics model is cross-validated already)."""
     notes = []
     for m in models:
         if m["n_patients"] < 2 * MIN_PATIENTS_PER_CLASS:
+            advice = (
+                "use `sepsiscope crossval` for small cohorts"
+                if "evaluation" in m["patients"]
+                else "more patients are needed for a stable figure"
+            )
             notes.append(
                 f"{m['model']} on {m['patients']}: only {m['n_patients']} patients, an AUC that "
-                "one patient moves a lot; use `sepsiscope crossval` for small cohorts"
+                f"one patient moves a lot; {advice}"
             )
     return notes
 
@@ -271,16 +283,14 @@ def _write_results(
 
 def _combined_models(
     patients: pd.DataFrame,
-    network: pd.DataFrame,
+    joined: pd.DataFrame,
     source: str,
     features: list[str],
     kw: dict[str, Any],
-    run_dir: str | os.PathLike,
 ) -> tuple[list[dict[str, Any]], pd.DataFrame]:
-    """The metrics model, the network and both, on the patients that have both; ``patients``
-    with the network's and the combined probabilities added."""
-    joined = patients.merge(network, on="patient_id", how="inner")
-    _check_combined(joined, source, run_dir)
+    """The metrics model, the network and both, on the patients that have both (``joined``:
+    ``patients`` with the network's ``probability``); ``patients`` with the network's and the
+    combined probabilities added."""
     yj = joined["y"].to_numpy(int)
     xj = joined[features].to_numpy(float)
     logit = _logit(joined["probability"])
@@ -298,22 +308,28 @@ def _combined_models(
     return models, patients
 
 
-def _check_combined(joined: pd.DataFrame, source: str, run_dir: str | os.PathLike) -> None:
-    """InputError when fewer than 2 patients of a class are both measured and in ``source``."""
+def _too_few_for_combined(
+    joined: pd.DataFrame, source: str, run_dir: str | os.PathLike
+) -> str | None:
+    """Why the combined model cannot be fitted, when fewer than 2 patients of a class are both
+    measured and in ``source``: a note where ``source`` is an evaluation's few held-out patients
+    (the metrics model is still fitted on all), an InputError where a crossval's out-of-fold
+    patients should have matched (a different manifest)."""
     per_class = np.bincount(joined["y"].to_numpy(int), minlength=2)
-    if len(joined) < 4 or per_class.min() < 2:
-        found = (
-            f"only {len(joined)} patients ({per_class[1]} septic, {per_class[0]} non-septic) "
-            f"are both measured and in {run_dir}'s {source} probabilities; the combined model "
-            "needs at least 2 of each class"
-        )
-        if source.startswith("evaluation"):
-            raise InputError(f"{found}. The evaluation holds only the test patients: "
-                             f"{CROSSVAL_HINT}")  # fmt: skip
-        raise InputError(
-            f"{found}. Check that the measurements and the crossval run share patient_id "
-            "values (the same manifest)"
-        )
+    if len(joined) >= 4 and per_class.min() >= 2:
+        return None
+    found = (
+        f"only {len(joined)} patients ({per_class[1]} septic, {per_class[0]} non-septic) "
+        f"are both measured and in {run_dir}'s {source} probabilities; the combined model "
+        "needs at least 2 of each class"
+    )
+    if source.startswith("evaluation"):
+        return (f"network and combined models not fitted: {found}. The evaluation holds only "
+                f"the test patients: {CROSSVAL_HINT}")  # fmt: skip
+    raise InputError(
+        f"{found}. Check that the measurements and the crossval run share patient_id "
+        "values (the same manifest)"
+    )
 
 
 def _logit(probability: pd.Series) -> pd.Series:

@@ -59,3 +59,18 @@ def use_bf16(precision: str, device: torch.device | str) -> bool:
     if kind == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return kind == "cpu" and cpu_supports_bf16()
+
+
+def precision_reason(precision: str, device: torch.device | str) -> str:
+    """Why :func:`use_bf16` chose what it did, in words for a log line."""
+    bf16 = use_bf16(precision, device)
+    chosen = "bf16" if bf16 else "fp32"
+    if precision != "auto":
+        return f"{chosen} (as asked)"
+    if torch.device(device).type == "cuda":
+        support = "supports" if bf16 else "does not support"
+        return f"{chosen} (auto: this GPU {support} bf16)"
+    if bf16:
+        return f"{chosen} (auto: this CPU computes bf16 natively, AVX-512-BF16 or AMX)"
+    return (f"{chosen} (auto: no native bf16 on this CPU or it is capped below AVX-512; bf16 "
+            "would be emulated and slower)")  # fmt: skip

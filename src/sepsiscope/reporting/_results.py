@@ -162,7 +162,10 @@ def microcirculation(ctx: Context) -> tuple[str, bool]:
     table = ctx.measurements
     if table is None:
         command = "sepsiscope measure MANIFEST --out RUN/measurements"
-        return H.not_run("microcirculation measurements", command), False
+        elsewhere = H.note(
+            "Measured into another folder? `sepsiscope report RUN --measurements FOLDER`."
+        )
+        return H.not_run("microcirculation measurements", command) + elsewhere, False
     folder = ctx.measurements_dir
     ok = table[table["status"] == "ok"] if "status" in table.columns else table
     present = [m for m in MICRO_METRICS if m in ok.columns and ok[m].notna().any()]
