@@ -206,6 +206,17 @@ def test_tvd_formula_and_small_split():
     flows.append(SegmentFlow("continuous", float("nan"), 1.0, 0.6, perfused_by_blur=True))
     m = video_metrics(segments, flows, field, um_per_px=1.0)
     assert m["blurred_length_percent"] == pytest.approx(100 * 50 / 150)
+    # its cells could not be followed: it counts at the followed continuous vessels' 500 µm/s
+    assert m["mean_velocity_um_per_s"] == pytest.approx(500.0)
+    assert m["n_velocity_measured"] == 1
+    # a sluggish 40-µm vessel at 200 µm/s: the unfollowed one still takes the continuous mean
+    segments.append(Segment(line(90, 0, 90, 40, 50), 40.0, 6.0))
+    flows.append(SegmentFlow("sluggish", 200.0, 1.0))
+    m = video_metrics(segments, flows, field, um_per_px=1.0)
+    assert m["mean_velocity_um_per_s"] == pytest.approx((500 * 100 + 500 * 50 + 200 * 40) / 190)
+    flows[0] = SegmentFlow("sluggish", 250.0, 1.0)  # no continuous vessel followed: no guess
+    m = video_metrics(segments, flows, field, um_per_px=1.0)
+    assert m["mean_velocity_um_per_s"] == pytest.approx((250 * 100 + 200 * 40) / 140)
 
 
 def test_de_backer_counts_grid_crossings():
@@ -313,6 +324,23 @@ def test_centreline_length_of_known_polylines(width_px):
         assert measured == pytest.approx(truth, rel=tolerance), name
 
 
+@pytest.mark.parametrize("length", [5, 8, 12])
+def test_a_short_still_piece_with_some_excess_noise_is_not_moving(length):
+    # a stopped piece a few µm long in a compressed video, noisier than the background the noise
+    # was measured on (3x): correlations of a few values peak above min_coherence by chance, and
+    # a fifth of such windows had been called moving (and the piece intermittent)
+    from sepsiscope.microcirculation.flow import _dynamic, _smooth, segment_flow
+
+    barcode = 120 + 40 * (np.arange(length) // 2 % 2)  # 2-µm cells and gaps
+    categories = []
+    for seed in range(30):
+        noise = np.random.default_rng(seed).normal(0, 3.0, (75, length))
+        unit = float(np.mean(_dynamic(_smooth(noise)) ** 2))
+        flow = segment_flow(barcode + noise, fps=25.0, um_per_px=1.0, noise_variance=unit / 3)
+        categories.append(flow.category)
+    assert categories.count("none") >= 27, categories
+
+
 def _kymograph_flow(profile_of_t, *, n_frames=50, length=60, sigma=3.0, seed=0, fps=25.0):
     """segment_flow on a kymograph ``profile_of_t(t) -> (length,)`` plus sensor noise."""
     from sepsiscope.microcirculation.flow import _dynamic, _smooth, segment_flow
@@ -408,6 +436,30 @@ def test_a_mostly_blurred_segment_does_not_take_a_slow_velocity_from_its_moving_
         assert np.isnan(flow.velocity_um_per_s) and flow.blurred_fraction > 0.5
     else:
         assert flow.velocity_um_per_s == pytest.approx(50, rel=0.2)
+
+
+@pytest.mark.parametrize(
+    ("chain_um_per_s", "expected"), [(1500.0, 1500.0), (float("nan"), 500.0), (200.0, 500.0)]
+)
+def test_a_mostly_blurred_segment_takes_the_faster_of_its_own_and_its_chain_velocity(
+    chain_um_per_s, expected
+):
+    # blurred for three of four windows, then cells moving 20 px/frame (500 µm/s): the faster
+    # figure is the one blur agrees with (a slower one has followed a nearer cell)
+    from sepsiscope.microcirculation.flow import _dynamic, _smooth, segment_flow
+
+    cells = 120 + 40 * (np.random.default_rng(1).random(2000) > 0.5)
+
+    def profile(t: int) -> np.ndarray:
+        return np.full(60, 90.0) if t < 39 else cells[1200 - 20 * t : 1260 - 20 * t]
+
+    rng = np.random.default_rng(0)
+    kymograph = np.stack([profile(t) for t in range(52)]) + rng.normal(0, 3.0, (52, 60))
+    unit = float(np.mean(_dynamic(_smooth(rng.normal(0, 3.0, (52, 60)))) ** 2))
+    flow = segment_flow(kymograph, fps=25.0, um_per_px=1.0, noise_variance=unit,
+                        path_velocity_um_per_s=chain_um_per_s)  # fmt: skip
+    assert flow.blurred_fraction > 0.5 and flow.category == "continuous"
+    assert flow.velocity_um_per_s == pytest.approx(expected, rel=0.05)
 
 
 def test_a_vessel_fading_out_of_focus_is_followed_to_half_its_depth():

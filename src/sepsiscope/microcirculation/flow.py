@@ -9,10 +9,10 @@ the velocity. Two questions are asked of each time window (0.5 s by default):
    and moving cells and gaps if it flows. A window moves when this dynamic variance exceeds
    ``min_dynamic_to_noise`` times the variance that the video's own noise would leave (measured
    on background pixels and passed through the same sampling, see :func:`unit_noise_variance`)
-   *and* consecutive frames match up to a shift (correlation >= ``min_coherence``; noise does
-   not) of at least a sample and ``stopped_below_um_per_s`` (a pattern fading in and out in
-   place matches at no shift), or when it exceeds ``certain_dynamic_to_noise`` times that
-   variance.
+   *and* consecutive frames match up to a shift (correlation >= ``min_coherence`` and above
+   what noise reaches by chance over as few values, far higher on a piece a few µm long) of at
+   least a sample and ``stopped_below_um_per_s`` (a pattern fading in and out in place matches
+   at no shift), or when it exceeds ``certain_dynamic_to_noise`` times that variance.
 2. *How fast?* Over the moving windows, the cross-correlation of frame ``t`` with frame ``t + k``
    peaks at the displacement ``d_k``, searched up to the path's length less ``min_overlap_um``
    (a few cells must overlap; searching only half the length found a wrong, smaller peak for
@@ -31,9 +31,9 @@ centreline has no texture above the noise (:func:`_static_texture`, below
 ``uniform_texture_to_noise`` times the noise variance) or varies by less than
 ``uniform_texture_to_depth`` of the column's darkness counts as flowing, too fast to follow: its
 velocity is missing, not zero. Blur needs cells that move farther than their spacing within an
-exposure, so a segment blurred more than ``blurred_fast_fraction`` of the time whose few moving
-windows give a velocity below ``sluggish_below_um_per_s`` has followed a nearer cell, not slow
-ones: it takes its chain's velocity, or none.
+exposure, so in a segment blurred more than ``blurred_fast_fraction`` of the time a slower
+figure (from its few moving windows, or from its chain) has followed a nearer cell: it takes the
+faster of its own and its chain's velocity, and none below ``sluggish_below_um_per_s``.
 
 A moving window may still hold a stop shorter than itself (intermittent flow stopping for 0.3 s:
 in a 3-s clip the consensus' 10 % of stopped time).
@@ -280,9 +280,14 @@ def _moving_windows(
     moving = ratio > criteria.certain_dynamic_to_noise / criteria.min_dynamic_to_noise
     # at least a sample: the sub-pixel peak of a pattern changing in place wanders by half of one
     least_shift = max(1.0, criteria.stopped_below_um_per_s / (fps * um_per_sample))
+    overlap = min(max(3, int(0.5 * length)), length)
     for i in np.flatnonzero((ratio > 1) & ~moving):
-        lag = _displacements([dyn[i]], 1, max(3, int(0.5 * length)))
-        moving[i] = bool(lag) and lag[0][2] >= criteria.min_coherence
+        lag = _displacements([dyn[i]], 1, overlap)
+        # noise alone peaks at about 4 / sqrt(values compared) (its 99th percentile, simulated
+        # through this sampling): on a segment of a few µm far above min_coherence, so a still
+        # short piece with a little excess variance was called moving in a fifth of its windows
+        chance = 4.0 / np.sqrt(overlap * max(1, len(dyn[i]) - 1))
+        moving[i] = bool(lag) and lag[0][2] >= max(criteria.min_coherence, chance)
         moving[i] &= bool(lag) and abs(lag[0][1]) >= least_shift
     blurred = np.zeros_like(moving)
     # a still window is blurred fast flow when its time-averaged profile is about uniform: its
@@ -512,13 +517,13 @@ def segment_flow(
     fraction = float(flowing.mean())
     blurred_time = float(np.diff(bounds)[blurred].sum()) / len(kymograph)
     # a column blurs into a uniform one only when its cells move farther than their spacing
-    # within an exposure: a segment blurred most of the time whose few moving windows give a slow
-    # velocity has locked onto a nearer cell (cells out of its search range), not slow cells
-    if (
-        blurred_time > criteria.blurred_fast_fraction
-        and velocity < criteria.sluggish_below_um_per_s
-    ):
-        velocity = float(path_velocity_um_per_s)
+    # within an exposure: in a segment blurred most of the time, a slower figure from its few
+    # moving windows or from its extension has locked onto a nearer cell (cells out of the
+    # search range), so the faster of the two is taken, and none below the sluggish line
+    if blurred_time > criteria.blurred_fast_fraction:
+        velocity = float(np.fmax(velocity, path_velocity_um_per_s))
+        if velocity < criteria.sluggish_below_um_per_s:
+            velocity = float("nan")
     if fraction < criteria.none_below_fraction:
         category = "none"
         velocity = 0.0
