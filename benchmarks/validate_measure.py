@@ -374,18 +374,21 @@ def _with_interval(record: dict, name: str) -> str:
     return f"{record[name]:.2f} [{record[f'{name}_lower']:.2f}, {record[f'{name}_upper']:.2f}]"
 
 
-def likely_cause(row: pd.Series, dense_tvd: float) -> str:
+def likely_cause(row: pd.Series, dense_tvd: float, ppv_error: float = 0.0) -> str:
     """The likely reasons a video measured badly, from measure's own diagnostics and the truth
-    (``dense_tvd``: the true TVD above which a field counts as crowded)."""
+    (``dense_tvd``: the true TVD above which a field counts as crowded; ``ppv_error``: its PPV
+    over-read, points, where PPV is the metric: length perfused only by blur that could account
+    for half of it names blur, although under 30 % of the length)."""
     causes = []
+    blur = row.get("blurred_length_percent", 0)
     if "faint_vessels" in str(row.get("warnings", "")):
         causes.append("faint vessels (low contrast to texture)")
     if row.get("motion_unplaced_fraction", 0) > 0.1 or row.get("motion_max_shift_um", 0) > 40:
         causes.append("motion")
     if row.get("quality_focus", 1) < 0.02:
         causes.append("focus")
-    if row.get("blurred_length_percent", 0) > 30:
-        causes.append("fast-flow blur read as flow")
+    if blur > 30 or (ppv_error > 0 and blur >= ppv_error / 2):
+        causes.append(f"fast-flow blur read as flow ({blur:.0f} % of small length)")
     if row.get("tvd_mm_per_mm2_true", 0) > dense_tvd:
         causes.append("crowding (true TVD in the cohort's top quarter)")
     return "; ".join(causes) or "none flagged"
@@ -399,7 +402,8 @@ def worst_videos(joined: pd.DataFrame, metric: str, count: int = 10) -> pd.DataF
     ok["error"] = 100 * (ok[metric] - truth) / truth if relative else ok[metric] - truth
     ok = ok.reindex(ok["error"].abs().sort_values(ascending=False).index).head(count)
     dense = float(joined["tvd_mm_per_mm2_true"].quantile(0.75))
-    ok["cause"] = [likely_cause(row, dense) for _, row in ok.iterrows()]
+    over = ok["error"] if metric == "ppv_percent" else pd.Series(0.0, index=ok.index)
+    ok["cause"] = [likely_cause(row, dense, over[i]) for i, row in ok.iterrows()]
     columns = ["video_id", "camera", metric, f"{metric}_true", "error", "cause"]
     return ok[[c for c in columns if c in ok]]
 

@@ -6,7 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from _benchmarks import load_benchmark
 
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "validate_measure.py"
 
@@ -28,3 +30,13 @@ def test_validation_prints_agreement_and_worst_videos(tmp_path):
     assert all(name in header for name in ("bias", "loa", "bias_%", "icc", "ccc"))
     assert out.count("Ten worst videos by") == 5 and "cause" in out
     assert png.stat().st_size > 10_000
+
+
+def test_blur_is_named_where_it_can_account_for_a_ppv_over_read():
+    cause = load_benchmark("validate_measure").likely_cause
+    row = pd.Series({"blurred_length_percent": 12.0, "tvd_mm_per_mm2_true": 10.0})
+    assert cause(row, 20.0) == "none flagged"  # 12 % of the length: no blur for any metric
+    assert cause(row, 20.0, ppv_error=20.0).startswith("fast-flow blur read as flow (12 %")
+    assert cause(row, 20.0, ppv_error=30.0) == "none flagged"  # blur explains under half of it
+    assert cause(row, 20.0, ppv_error=-20.0) == "none flagged"  # an under-read is no blur
+    assert "fast-flow blur" in cause(row.replace(12.0, 35.0), 20.0)

@@ -25,11 +25,11 @@ from sepsiscope.cli._common import (
 @app.command("simulate")
 def simulate_cmd(
     out: Annotated[Path, out_option("Folder of the cohort to write.")],
-    patients: Annotated[int | None, typer.Option("--patients", help="Patients [24].")] = None,
+    patients: Annotated[int | None, typer.Option("--patients", help="Patients [default: 24]")] = None,
     videos_per_patient: Annotated[
-        int | None, typer.Option("--videos-per-patient", help="Videos (sites) per patient [3].")
+        int | None, typer.Option("--videos-per-patient", help="Videos (sites) per patient [default: 3]")
     ] = None,
-    seconds: Annotated[float | None, typer.Option("--seconds", help="Video length, s [3].")] = None,
+    seconds: Annotated[float | None, typer.Option("--seconds", help="Video length, s [default: 3]")] = None,
     camera: Annotated[
         str | None,
         typer.Option("--camera", help="microscan, cytocam or mixed (default: microscan)."),
@@ -76,11 +76,11 @@ def ingest_cmd(
         int | None, typer.Option("--every", help="Sample every N-th frame (instead of --rate).")
     ] = None,
     rate: Annotated[
-        float | None, typer.Option("--rate", help="Samples per second of video [default: 2].")
+        float | None, typer.Option("--rate", help="Samples per second of video [default: default: 2]")
     ] = None,
-    size: Annotated[int | None, typer.Option("--size", help="Sample side, px [224].")] = None,
+    size: Annotated[int | None, typer.Option("--size", help="Sample side, px [default: 224]")] = None,
     crop: Annotated[
-        str | None, typer.Option("--crop", help="center (one square) or tiles (cover the field).")
+        str | None, typer.Option("--crop", help="center (one square) or tiles (cover the field) [default: center]")
     ] = None,
     field_um: Annotated[
         float | None,
@@ -91,11 +91,11 @@ def ingest_cmd(
         ),
     ] = None,
     channel_offset_ms: Annotated[
-        float | None, typer.Option("--channel-offset-ms", help="Time between channels [150].")
+        float | None, typer.Option("--channel-offset-ms", help="Time between channels [default: 150]")
     ] = None,
-    val: Annotated[float | None, typer.Option("--val", help="Validation fraction [0.2].")] = None,
-    test: Annotated[float | None, typer.Option("--test", help="Test fraction [0.2].")] = None,
-    folds: Annotated[int | None, typer.Option("--folds", help="Folds, 0 for none [5].")] = None,
+    val: Annotated[float | None, typer.Option("--val", help="Validation fraction [default: 0.2]")] = None,
+    test: Annotated[float | None, typer.Option("--test", help="Test fraction [default: 0.2]")] = None,
+    folds: Annotated[int | None, typer.Option("--folds", help="Folds, 0 for none [default: 5]")] = None,
     seed: Annotated[int | None, seed_option("Split seed [0].")] = None,
     workers: Annotated[int | None, workers_option()] = None,
     scheduler: Annotated[str | None, scheduler_option()] = None,

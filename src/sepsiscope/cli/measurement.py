@@ -64,7 +64,7 @@ def interpret_cmd(
         Path | None, typer.Option("--run", help="Run whose network probabilities to combine.")
     ] = None,
     folds: Annotated[
-        int | None, typer.Option("--folds", help="Cross-validation folds [5].")
+        int | None, typer.Option("--folds", help="Cross-validation folds [default: 5]")
     ] = None,
     config: ConfigOption = None,
     quiet: QuietFlag = False,  # accepted as by every verb; nothing here draws progress

@@ -24,11 +24,11 @@ from sepsiscope.cli._common import (
 def embed_cmd(
     run: Annotated[Path, typer.Argument(help="Run folder with a trained classifier.")],
     split: Annotated[
-        str | None, typer.Option("--split", help="Split to map: val, test or train [val].")
+        str | None, typer.Option("--split", help="Split to map: val, test or train [default: val]")
     ] = None,
     perplexity: Annotated[
         float | None,
-        typer.Option("--perplexity", help="t-SNE perplexity, clipped to (frames-1)/3 [30]."),
+        typer.Option("--perplexity", help="t-SNE perplexity, clipped to (frames-1)/3 [default: 30]"),
     ] = None,
     place: Annotated[
         str | None, typer.Option("--place", help="Also place this split's frames into the map.")
@@ -74,9 +74,9 @@ def autoencode_cmd(
             "[1152].",
         ),
     ] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs [20].")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs [default: 20]")] = None,
     input_mode: Annotated[
-        str | None, typer.Option("--input-mode", help="single (grey frame) or time [single].")
+        str | None, typer.Option("--input-mode", help="single (grey frame) or time [default: single]")
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from each size's last checkpoint.")
@@ -109,16 +109,16 @@ def autoencode_cmd(
 @app.command("cluster")
 def cluster_cmd(
     run: Annotated[Path, typer.Argument(help="Run folder with an autoencoder or a classifier.")],
-    k: Annotated[int | None, typer.Option("--k", help="Clusters [2].")] = None,
+    k: Annotated[int | None, typer.Option("--k", help="Clusters [default: 2]")] = None,
     features: Annotated[
         str | None,
-        typer.Option("--features", help="autoencoder, classifier or auto [auto]."),
+        typer.Option("--features", help="autoencoder, classifier or auto [default: auto]"),
     ] = None,
     split: Annotated[
-        str | None, typer.Option("--split", help="val, test, train or all [val].")
+        str | None, typer.Option("--split", help="val, test, train or all [default: val]")
     ] = None,
     bottleneck: Annotated[
-        int | None, typer.Option("--bottleneck", help="Autoencoder size [recommended].")
+        int | None, typer.Option("--bottleneck", help="Autoencoder size [default: recommended]")
     ] = None,
     store: RunStoreOption = None,
     config: ConfigOption = None,
