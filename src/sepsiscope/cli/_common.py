@@ -73,7 +73,7 @@ def store_option(help: str = "Frame store (default: the run's own).") -> Any:
     return typer.Option("--store", help=help)
 
 
-def seed_option(help: str = "Random seed [0].") -> Any:
+def seed_option(help: str = "Random seed [default: 0]") -> Any:
     """``--seed``: the seed of a stage's randomness."""
     return typer.Option("--seed", help=help)
 
@@ -93,7 +93,7 @@ def um_per_px_option(help: str = "Pixel size, µm (overrides manifest).") -> Any
     return typer.Option("--um-per-px", help=help)
 
 
-def workers_option(help: str = "Parallel videos [1].") -> Any:
+def workers_option(help: str = "Parallel videos [default: 1]") -> Any:
     """``--workers``: parallel processes."""
     return typer.Option("--workers", help=help)
 

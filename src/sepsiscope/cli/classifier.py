@@ -25,11 +25,15 @@ from sepsiscope.cli._common import (
 def train_cmd(
     store: Annotated[Path, store_option("Frame store (sepsiscope ingest).")],
     out: Annotated[Path, out_option("Run folder to write (RUN/classifier/).")],
-    epochs: Annotated[int | None, typer.Option("--epochs", help="Maximum epochs [default: 30]")] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", help="Maximum epochs [default: 30]")
+    ] = None,
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", help="Frames per step [default: 32]")
     ] = None,
-    lr: Annotated[float | None, typer.Option("--lr", help="Adam learning rate [default: 1e-3]")] = None,
+    lr: Annotated[
+        float | None, typer.Option("--lr", help="Adam learning rate [default: 1e-3]")
+    ] = None,
     input_mode: Annotated[
         str | None,
         typer.Option(
@@ -40,7 +44,7 @@ def train_cmd(
         Path | None, typer.Option("--init", help="ImageNet ResNet18 state dict for the trunk.")
     ] = None,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="No augmentation.")] = False,
-    seed: Annotated[int | None, seed_option("Seed of everything [0].")] = None,
+    seed: Annotated[int | None, seed_option("Seed of everything [default: 0]")] = None,
     precision: Annotated[
         str | None, typer.Option("--precision", help="auto, fp32 or bf16 [default: auto]")
     ] = None,
@@ -48,7 +52,8 @@ def train_cmd(
         str | None, typer.Option("--accelerator", help="auto, cpu or gpu [default: auto]")
     ] = None,
     devices: Annotated[
-        str | None, typer.Option("--devices", help="Devices per node: a count or auto [default: auto]")
+        str | None,
+        typer.Option("--devices", help="Devices per node: a count or auto [default: auto]"),
     ] = None,
     num_nodes: Annotated[int | None, typer.Option("--num-nodes", help="Nodes [default: 1]")] = None,
     strategy: Annotated[
@@ -110,7 +115,8 @@ def evaluate_cmd(
         str | None, typer.Option("--split", help="Split to judge: test (default), val or train.")
     ] = None,
     bootstrap: Annotated[
-        int | None, typer.Option("--bootstrap", help="Patient resamples for intervals [default: 1000]")
+        int | None,
+        typer.Option("--bootstrap", help="Patient resamples for intervals [default: 1000]"),
     ] = None,
     store: RunStoreOption = None,
     tta: Annotated[
@@ -151,7 +157,8 @@ def crossval_cmd(
     ] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs per fold.")] = None,
     bootstrap: Annotated[
-        int | None, typer.Option("--bootstrap", help="Patient resamples for intervals [default: 200]")
+        int | None,
+        typer.Option("--bootstrap", help="Patient resamples for intervals [default: 200]"),
     ] = None,
     refit: Annotated[
         bool,

@@ -25,11 +25,16 @@ from sepsiscope.cli._common import (
 @app.command("simulate")
 def simulate_cmd(
     out: Annotated[Path, out_option("Folder of the cohort to write.")],
-    patients: Annotated[int | None, typer.Option("--patients", help="Patients [default: 24]")] = None,
-    videos_per_patient: Annotated[
-        int | None, typer.Option("--videos-per-patient", help="Videos (sites) per patient [default: 3]")
+    patients: Annotated[
+        int | None, typer.Option("--patients", help="Patients [default: 24]")
     ] = None,
-    seconds: Annotated[float | None, typer.Option("--seconds", help="Video length, s [default: 3]")] = None,
+    videos_per_patient: Annotated[
+        int | None,
+        typer.Option("--videos-per-patient", help="Videos (sites) per patient [default: 3]"),
+    ] = None,
+    seconds: Annotated[
+        float | None, typer.Option("--seconds", help="Video length, s [default: 3]")
+    ] = None,
     camera: Annotated[
         str | None,
         typer.Option("--camera", help="microscan, cytocam or mixed (default: microscan)."),
@@ -41,7 +46,9 @@ def simulate_cmd(
     height: Annotated[
         int | None, typer.Option("--height", help="Override the frame height, px (tests).")
     ] = None,
-    workers: Annotated[int | None, workers_option("Parallel processes [CPU count, max 4].")] = None,
+    workers: Annotated[
+        int | None, workers_option("Parallel processes [default: CPU count, max 4]")
+    ] = None,
     config: ConfigOption = None,
     quiet: QuietFlag = False,
     as_json: JsonFlag = False,
@@ -76,11 +83,17 @@ def ingest_cmd(
         int | None, typer.Option("--every", help="Sample every N-th frame (instead of --rate).")
     ] = None,
     rate: Annotated[
-        float | None, typer.Option("--rate", help="Samples per second of video [default: default: 2]")
+        float | None,
+        typer.Option("--rate", help="Samples per second of video [default: default: 2]"),
     ] = None,
-    size: Annotated[int | None, typer.Option("--size", help="Sample side, px [default: 224]")] = None,
+    size: Annotated[
+        int | None, typer.Option("--size", help="Sample side, px [default: 224]")
+    ] = None,
     crop: Annotated[
-        str | None, typer.Option("--crop", help="center (one square) or tiles (cover the field) [default: center]")
+        str | None,
+        typer.Option(
+            "--crop", help="center (one square) or tiles (cover the field) [default: center]"
+        ),
     ] = None,
     field_um: Annotated[
         float | None,
@@ -91,12 +104,19 @@ def ingest_cmd(
         ),
     ] = None,
     channel_offset_ms: Annotated[
-        float | None, typer.Option("--channel-offset-ms", help="Time between channels [default: 150]")
+        float | None,
+        typer.Option("--channel-offset-ms", help="Time between channels [default: 150]"),
     ] = None,
-    val: Annotated[float | None, typer.Option("--val", help="Validation fraction [default: 0.2]")] = None,
-    test: Annotated[float | None, typer.Option("--test", help="Test fraction [default: 0.2]")] = None,
-    folds: Annotated[int | None, typer.Option("--folds", help="Folds, 0 for none [default: 5]")] = None,
-    seed: Annotated[int | None, seed_option("Split seed [0].")] = None,
+    val: Annotated[
+        float | None, typer.Option("--val", help="Validation fraction [default: 0.2]")
+    ] = None,
+    test: Annotated[
+        float | None, typer.Option("--test", help="Test fraction [default: 0.2]")
+    ] = None,
+    folds: Annotated[
+        int | None, typer.Option("--folds", help="Folds, 0 for none [default: 5]")
+    ] = None,
+    seed: Annotated[int | None, seed_option("Split seed [default: 0]")] = None,
     workers: Annotated[int | None, workers_option()] = None,
     scheduler: Annotated[str | None, scheduler_option()] = None,
     overwrite: Annotated[

@@ -28,12 +28,14 @@ def embed_cmd(
     ] = None,
     perplexity: Annotated[
         float | None,
-        typer.Option("--perplexity", help="t-SNE perplexity, clipped to (frames-1)/3 [default: 30]"),
+        typer.Option(
+            "--perplexity", help="t-SNE perplexity, clipped to (frames-1)/3 [default: 30]"
+        ),
     ] = None,
     place: Annotated[
         str | None, typer.Option("--place", help="Also place this split's frames into the map.")
     ] = None,
-    seed: Annotated[int | None, seed_option("t-SNE seed [0].")] = None,
+    seed: Annotated[int | None, seed_option("t-SNE seed [default: 0]")] = None,
     store: RunStoreOption = None,
     config: ConfigOption = None,
     quiet: QuietFlag = False,
@@ -76,7 +78,8 @@ def autoencode_cmd(
     ] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs [default: 20]")] = None,
     input_mode: Annotated[
-        str | None, typer.Option("--input-mode", help="single (grey frame) or time [default: single]")
+        str | None,
+        typer.Option("--input-mode", help="single (grey frame) or time [default: single]"),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from each size's last checkpoint.")

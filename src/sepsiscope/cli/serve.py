@@ -31,9 +31,7 @@ def serve_cmd(
             "gets a generated one when none is given).",
         ),
     ] = None,
-    workers: Annotated[
-        int, workers_option("Videos processed at a time, one process each [1].")
-    ] = 1,
+    workers: Annotated[int, workers_option("Videos processed at a time, one process each")] = 1,
     live: Annotated[
         str | None,
         typer.Option(
