@@ -49,13 +49,6 @@ def lightning_progress(quiet: bool) -> list[Any]:
     """
     if quiet:
         return []
-    from lightning.pytorch.callbacks import RichProgressBar
-
-    class EpochBar(RichProgressBar):
-        """Epochs counted from 1: Lightning's bar says "Epoch 1/1" for the second of two."""
-
-        def _get_train_description(self, current_epoch: int) -> str:
-            total = self.trainer.max_epochs
-            return f"Epoch {current_epoch + 1}" + (f"/{total}" if total and total > 0 else "")
+    from sepsiscope._epoch_bar import EpochBar
 
     return [EpochBar(console_kwargs={"stderr": True})]

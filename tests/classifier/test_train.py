@@ -340,3 +340,12 @@ def test_ddp_with_two_cpu_processes(store, tmp_path):
     result = train(store, tmp_path / "run", settings, quiet=True)
     assert result["global_step"] == 2  # 32 frames / 2 processes / 8 frames per batch
     assert RunLayout(tmp_path / "run").model.exists()
+
+
+def test_the_progress_bar_pickles_as_ddp_spawn_needs():
+    import pickle
+
+    from sepsiscope._progress import lightning_progress
+
+    (bar,) = lightning_progress(False)
+    assert type(pickle.loads(pickle.dumps(bar))).__name__ == "EpochBar"
