@@ -209,6 +209,7 @@ def test_tvd_formula_and_small_split():
     # its cells could not be followed: it counts at the followed continuous vessels' 500 µm/s
     assert m["mean_velocity_um_per_s"] == pytest.approx(500.0)
     assert m["n_velocity_measured"] == 1
+    assert m["velocity_filled_length_percent"] == pytest.approx(100 * 50 / 150)
     # a sluggish 40-µm vessel at 200 µm/s: the unfollowed one still takes the continuous mean
     segments.append(Segment(line(90, 0, 90, 40, 50), 40.0, 6.0))
     flows.append(SegmentFlow("sluggish", 200.0, 1.0))
@@ -217,6 +218,11 @@ def test_tvd_formula_and_small_split():
     flows[0] = SegmentFlow("sluggish", 250.0, 1.0)  # no continuous vessel followed: no guess
     m = video_metrics(segments, flows, field, um_per_px=1.0)
     assert m["mean_velocity_um_per_s"] == pytest.approx((250 * 100 + 200 * 40) / 140)
+    assert m["velocity_filled_length_percent"] == 0.0
+    # a reviewer's sluggish without a velocity is not filled at the continuous mean
+    flows[0], flows[3] = SegmentFlow("continuous", 500.0, 1.0), SegmentFlow("sluggish", np.nan, 1)
+    m = video_metrics(segments, flows, field, um_per_px=1.0)
+    assert m["mean_velocity_um_per_s"] == pytest.approx(500.0)
 
 
 def test_de_backer_counts_grid_crossings():
@@ -341,7 +347,9 @@ def test_a_short_still_piece_with_some_excess_noise_is_not_moving(length):
     assert categories.count("none") >= 27, categories
 
 
-def _kymograph_flow(profile_of_t, *, n_frames=50, length=60, sigma=3.0, seed=0, fps=25.0):
+def _kymograph_flow(
+    profile_of_t, *, n_frames=50, length=60, sigma=3.0, seed=0, fps=25.0, **flow_kw
+):
     """segment_flow on a kymograph ``profile_of_t(t) -> (length,)`` plus sensor noise."""
     from sepsiscope.microcirculation.flow import _dynamic, _smooth, segment_flow
 
@@ -349,7 +357,7 @@ def _kymograph_flow(profile_of_t, *, n_frames=50, length=60, sigma=3.0, seed=0, 
     noise = rng.normal(0, sigma, (n_frames, length))
     unit = float(np.mean(_dynamic(_smooth(rng.normal(0, sigma, (n_frames, length)))) ** 2))
     kymograph = np.stack([profile_of_t(t) for t in range(n_frames)]) + noise
-    return segment_flow(kymograph, fps=fps, um_per_px=1.0, noise_variance=unit)
+    return segment_flow(kymograph, fps=fps, um_per_px=1.0, noise_variance=unit, **flow_kw)
 
 
 def _cell_train(position_px: float, length: int = 60, seed: int = 1) -> np.ndarray:
@@ -436,6 +444,11 @@ def test_a_mostly_blurred_segment_does_not_take_a_slow_velocity_from_its_moving_
         assert np.isnan(flow.velocity_um_per_s) and flow.blurred_fraction > 0.5
     else:
         assert flow.velocity_um_per_s == pytest.approx(50, rel=0.2)
+    # a chain as slow (a nearer cell followed along it too) gives no velocity either, not 200
+    chained = _kymograph_flow(profile, n_frames=50, path_velocity_um_per_s=200.0)
+    assert chained.category == category
+    if category == "continuous":
+        assert np.isnan(chained.velocity_um_per_s)
 
 
 @pytest.mark.parametrize(

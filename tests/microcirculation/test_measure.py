@@ -228,6 +228,14 @@ def test_interpret_with_few_evaluated_patients_fits_the_metrics_and_says_to_cros
     )
     with pytest.raises(InputError, match="share patient_id"):
         interpret(layout.root, run_dir=run.root)
+    # three of them measured: a note, and the metrics model on all 16
+    pd.DataFrame({"patient_id": ["P00", "P01", "P02"], "probability": [0.7, 0.2, 0.6]}).to_parquet(
+        run.oof_patients
+    )
+    result = interpret(layout.root, run_dir=run.root)
+    assert len(result["models"]) == 1 and "Measure more of the run's patients" in " ".join(
+        result["notes"]
+    )
     with pytest.raises(InputError, match="neither .*oof_patients.parquet.*sepsiscope crossval"):
         interpret(layout.root, run_dir=tmp_path / "empty")
 

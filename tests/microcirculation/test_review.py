@@ -13,6 +13,7 @@ from sepsiscope.microcirculation.measure import MeasureSettings, measure
 from sepsiscope.microcirculation.review import (
     Edit,
     EditConflict,
+    Review,
     load_geometry,
     load_review,
     reviewed_metrics,
@@ -116,3 +117,17 @@ def test_geometry_is_in_the_analysed_grid(measured) -> None:
     assert len(geometry.kymographs) == len(vessels)
     assert {k.shape[0] for k in geometry.kymographs} == {int(video["n_frames"])}
     assert geometry.fps == pytest.approx(video["fps"])
+
+
+def test_a_segment_turned_perfused_keeps_no_zero_velocity(measured) -> None:
+    # measure gives a segment without flow 0 µm/s; a reviewer who sees flow there has no
+    # velocity for it, and a 0 would pull the video's mean velocity down
+    layout, video, vessels = measured
+    table = vessels.copy()
+    segment = int(table["segment"].min())
+    table.loc[table["segment"] == segment, ["flow", "velocity_um_per_s"]] = ["none", 0.0]
+    review = Review(video_id=video["video_id"],
+                    edits=[Edit(action="flow", segment=segment, flow="continuous")])  # fmt: skip
+    out = reviewed_vessels(load_geometry(layout.geometry(video["video_id"])), table, review)
+    row = out[out["segment"] == segment].iloc[0]
+    assert row["flow"] == "continuous" and np.isnan(row["velocity_um_per_s"])

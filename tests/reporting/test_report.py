@@ -372,3 +372,17 @@ def test_the_study_table_of_benchmarks_ablation_is_shown_in_the_crossval_section
     body = _section(product.report.read_text(), "crossval")
     assert "The study: each model and each choice" in body
     assert "no augmentation (no flips" in body and "+0.00 [+0.00, +0.00]" in body
+
+
+def test_interprets_notes_are_shown_beside_its_table(tmp_path):
+    from sepsiscope.layout import MeasurementLayout
+    from sepsiscope.reporting._results import _interpretable
+
+    out = MeasurementLayout(tmp_path).interpret
+    out.auc.parent.mkdir(parents=True)
+    pd.DataFrame([{"model": "metrics (logistic regression)", "n_patients": 16, "auc": 0.9}]).to_csv(
+        out.auc, index=False
+    )
+    write_json(out.result, {"notes": ["network and combined models not fitted: only 2 patients"]})
+    html = unescape(_interpretable(tmp_path))
+    assert "Note: network and combined models not fitted: only 2 patients" in html

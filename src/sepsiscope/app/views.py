@@ -31,7 +31,13 @@ from sepsiscope.microcirculation.review import (
 )
 
 # measure's per-video figures shown with a video (besides the REFERENCES metrics)
-EXTRA_METRICS = ("n_segments", "n_vessels", "blurred_length_percent", "field_area_mm2")
+EXTRA_METRICS = (
+    "n_segments",
+    "n_vessels",
+    "blurred_length_percent",
+    "velocity_filled_length_percent",
+    "field_area_mm2",
+)
 
 
 def _clean(value: Any) -> Any:

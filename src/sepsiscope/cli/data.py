@@ -84,7 +84,7 @@ def ingest_cmd(
     ] = None,
     rate: Annotated[
         float | None,
-        typer.Option("--rate", help="Samples per second of video [default: default: 2]"),
+        typer.Option("--rate", help="Samples per second of video [default: 2]"),
     ] = None,
     size: Annotated[
         int | None, typer.Option("--size", help="Sample side, px [default: 224]")
@@ -100,7 +100,7 @@ def ingest_cmd(
         typer.Option(
             "--field-um",
             help="Crop squares of this side in µm (one physical scale for every camera) "
-            "[default: sized in px].",
+            "[default: sized in px]",
         ),
     ] = None,
     channel_offset_ms: Annotated[

@@ -73,7 +73,7 @@ def autoencode_cmd(
         typer.Option(
             "--bottleneck",
             help="Bottleneck size at 224 px, or a comma list to sweep, e.g. 288,576,1152,2304 "
-            "[1152].",
+            "[default: 1152]",
         ),
     ] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs [default: 20]")] = None,

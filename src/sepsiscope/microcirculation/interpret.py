@@ -311,25 +311,25 @@ def _combined_models(
 def _too_few_for_combined(
     joined: pd.DataFrame, source: str, run_dir: str | os.PathLike
 ) -> str | None:
-    """Why the combined model cannot be fitted, when fewer than 2 patients of a class are both
-    measured and in ``source``: a note where ``source`` is an evaluation's few held-out patients
-    (the metrics model is still fitted on all), an InputError where a crossval's out-of-fold
-    patients should have matched (a different manifest)."""
+    """Why the combined model cannot be fitted, as a note (the metrics model is still fitted on
+    every measured patient), when fewer than 2 patients of a class are both measured and in
+    ``source``; an InputError when none is (another manifest's patient_id values)."""
+    if joined.empty:
+        raise InputError(
+            f"no measured patient is in {run_dir}'s {source} probabilities: check that the "
+            "measurements and the run share patient_id values (the same manifest)"
+        )
     per_class = np.bincount(joined["y"].to_numpy(int), minlength=2)
     if len(joined) >= 4 and per_class.min() >= 2:
         return None
     found = (
-        f"only {len(joined)} patients ({per_class[1]} septic, {per_class[0]} non-septic) "
-        f"are both measured and in {run_dir}'s {source} probabilities; the combined model "
-        "needs at least 2 of each class"
+        f"network and combined models not fitted: only {len(joined)} patients ({per_class[1]} "
+        f"septic, {per_class[0]} non-septic) are both measured and in {run_dir}'s {source} "
+        "probabilities; the combined model needs at least 2 of each class"
     )
     if source.startswith("evaluation"):
-        return (f"network and combined models not fitted: {found}. The evaluation holds only "
-                f"the test patients: {CROSSVAL_HINT}")  # fmt: skip
-    raise InputError(
-        f"{found}. Check that the measurements and the crossval run share patient_id "
-        "values (the same manifest)"
-    )
+        return f"{found}. The evaluation holds only the test patients: {CROSSVAL_HINT}"
+    return f"{found}. Measure more of the run's patients"
 
 
 def _logit(probability: pd.Series) -> pd.Series:

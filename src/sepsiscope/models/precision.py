@@ -68,8 +68,8 @@ def precision_reason(precision: str, device: torch.device | str) -> str:
     if precision != "auto":
         return f"{chosen} (as asked)"
     if torch.device(device).type == "cuda":
-        support = "supports" if bf16 else "does not support"
-        return f"{chosen} (auto: this GPU {support} bf16)"
+        support = "supports bf16" if bf16 else "has no bf16 (or no CUDA device is available)"
+        return f"{chosen} (auto: this GPU {support})"
     if bf16:
         return f"{chosen} (auto: this CPU computes bf16 natively, AVX-512-BF16 or AMX)"
     return (f"{chosen} (auto: no native bf16 on this CPU or it is capped below AVX-512; bf16 "

@@ -195,7 +195,8 @@ def microcirculation(ctx: Context) -> tuple[str, bool]:
     if len(failures):
         parts.append("<h3>Videos that could not be measured</h3>" + H.table(failures))
     keep = [c for c in ("video_id", "patient_id", "label", "site", "camera", "status",
-                        "quality_flags", "warnings", "message", "blurred_length_percent")
+                        "quality_flags", "warnings", "message", "blurred_length_percent",
+                        "velocity_filled_length_percent")
             if c in table.columns]  # fmt: skip
     parts.append("<h3>Per video</h3>" + H.table(table[keep + present]))
     return "".join(parts), True
@@ -233,6 +234,8 @@ def _interpretable(folder: Path) -> str:
         ),
         H.table(pd.read_csv(out.auc)),
     ]
+    if out.result.exists():  # e.g. why the combined model was not fitted
+        parts += [H.note(f"Note: {note}") for note in read_json(out.result).get("notes", [])]
     if out.coefficients.exists():
         parts.append(H.note("Standardised coefficients (log-odds of sepsis per SD of a metric):"))
         parts.append(H.table(pd.read_csv(out.coefficients)))
