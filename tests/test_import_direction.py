@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).parents[1] / "src" / "sepsiscope"
 # Each room may import from itself and the rooms before it. `simulate` comes after `data`
 # because it writes its videos with data's writer; no stage but the demo reads the simulator.
 ORDER = [
-    "base",  # errors, settings, layout, _io, _progress, _checkpoints
+    "base",  # errors, settings, layout, _io, _progress (+ _epoch_bar), _checkpoints
     "data",
     "simulate",
     "models",
@@ -25,7 +25,7 @@ ORDER = [
     "demo",
     "cli",
 ]
-BASE = {"errors", "settings", "layout", "_io", "_progress", "_checkpoints", "_lock", "_parallel"}
+BASE = {"errors", "settings", "layout", "_io", "_progress", "_epoch_bar", "_checkpoints", "_lock", "_parallel"}
 
 
 def room(module: str) -> str:
