@@ -25,7 +25,17 @@ ORDER = [
     "demo",
     "cli",
 ]
-BASE = {"errors", "settings", "layout", "_io", "_progress", "_epoch_bar", "_checkpoints", "_lock", "_parallel"}
+BASE = {
+    "errors",
+    "settings",
+    "layout",
+    "_io",
+    "_progress",
+    "_epoch_bar",
+    "_checkpoints",
+    "_lock",
+    "_parallel",
+}
 
 
 def room(module: str) -> str:
