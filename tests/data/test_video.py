@@ -21,6 +21,7 @@ from sepsiscope.data.video import (
     probe_video,
     read_frames,
     resolve_fps,
+    split_fields,
     to_uint8,
     write_video,
 )
@@ -244,3 +245,20 @@ def test_decoding_that_makes_no_progress_is_stopped(tmp_path, monkeypatch):
     monkeypatch.setattr(video, "MAX_STALL_S", -1)
     with pytest.raises(VideoError, match=r"v.mp4: decoding made no progress for -1 s"):
         list(iter_frames(path))
+
+
+def test_the_fields_of_an_interlaced_frame_come_back_in_time_order_at_full_height():
+    early = np.tile(np.arange(0, 80, 10, dtype=np.uint8)[:, None], (1, 3))  # rows 0, 10, .., 70
+    late = early + 100  # the same scene 20 ms later, brighter
+    woven = early.copy()
+    woven[1::2] = late[1::2]  # even rows taken first (top field first)
+    first, second = split_fields(woven, top_first=True)
+    assert (first[0::2] == early[0::2]).all() and (second[1::2] == late[1::2]).all()
+    # each field's missing rows between its own: the linear ramp comes back, clamped at the edge
+    assert first[:, 0].tolist() == [0, 10, 20, 30, 40, 50, 60, 60]
+    assert second[:, 0].tolist() == [110, 110, 120, 130, 140, 150, 160, 170]
+    assert first.dtype == np.uint8 and first.shape == woven.shape
+    later_first = split_fields(woven, top_first=False)
+    assert (later_first[0] == second).all() and (later_first[1] == first).all()
+    with pytest.raises(VideoError, match="no two fields"):
+        split_fields(woven[:1])

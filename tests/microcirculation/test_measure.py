@@ -131,6 +131,26 @@ def test_a_video_finer_than_0_8_um_per_px_is_analysed_shrunk_to_it(tmp_path):
     assert (row["analysed_width"], row["analysed_um_per_px"]) == (320, 0.5)
 
 
+def test_an_interlaced_video_is_measured_field_by_field(tmp_path):
+    """Cells moving 500 µm/s along a vertical capillary, drawn at 50 fields/s and woven into 25
+    interlaced frames/s (even rows first): measured as fields, at 50/s, twice as many."""
+    scene = [Vessel(line(5, 80, 155, 80), 7, 500), Vessel(line(10, 15, 150, 45), 7, 0),
+             Vessel(line(10, 115, 150, 145), 7, 0)]  # fmt: skip
+    fields = render(scene, seconds=2.0, fps=50.0, seed=4)
+    woven = fields[0::2].copy()
+    woven[:, 1::2] = fields[1::2, 1::2]
+    video = write_video(tmp_path / "woven.avi", woven, 25.0, quality=95)
+    settings = MeasureSettings(um_per_px=1.0, fields="top_first", overlays=False, kymographs=0)
+    measure(video, tmp_path / "m", settings, quiet=True)
+    row = pd.read_parquet(MeasurementLayout(tmp_path / "m").videos).iloc[0]
+    assert row["status"] == "ok" and row["fps"] == 50.0 and row["n_frames"] == 2 * len(woven)
+    assert row["video_duration_s"] == pytest.approx(2.0)
+    assert row["mean_velocity_um_per_s"] == pytest.approx(500, rel=0.05)
+    cli = runner.invoke(app, ["measure", str(video), "--out", str(tmp_path / "bad"),
+                              "--um-per-px", "1", "--fields", "odd_first"])  # fmt: skip
+    assert cli.exit_code == 2 and "fields" in cli.output
+
+
 def test_missing_scale_is_an_input_error(videos, tmp_path):
     _, good, _, _ = videos
     result = runner.invoke(app, ["measure", str(good), "--out", str(tmp_path / "m")])

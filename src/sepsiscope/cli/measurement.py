@@ -35,6 +35,14 @@ def measure_cmd(
     ] = None,
     workers: Annotated[int | None, workers_option()] = None,
     scheduler: Annotated[str | None, scheduler_option()] = None,
+    fields: Annotated[
+        str | None,
+        typer.Option(
+            "--fields",
+            help="Interlaced (analogue) video: top_first or bottom_first measures each frame's "
+            "two fields at twice the frame rate [default: progressive]",
+        ),
+    ] = None,
     config: ConfigOption = None,
     quiet: QuietFlag = False,
     as_json: JsonFlag = False,
@@ -51,6 +59,7 @@ def measure_cmd(
             camera=camera,
             workers=workers,
             scheduler=scheduler,
+            fields=fields,
         )
         return measure(source, out, settings, quiet=quiet)
 

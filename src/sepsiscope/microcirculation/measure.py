@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -80,6 +80,11 @@ class MeasureSettings(StageSettings):
     )
     finest_um_per_px: float | None = Field(
         0.8, gt=0, description="Finer videos are shrunk to this scale first; None: never."
+    )
+    fields: Literal["progressive", "top_first", "bottom_first"] = Field(
+        "progressive",
+        description="Interlaced video (an analogue capture): each frame's two fields are "
+        "measured as frames of their own, at twice the frame rate (data.video.split_fields).",
     )
 
 
@@ -206,12 +211,13 @@ def _measure_one(row: dict[str, Any], out_dir: str, settings: MeasureSettings) -
 def _read_frames(
     row: dict[str, Any], settings: MeasureSettings
 ) -> tuple[np.ndarray, int, float, tuple[float, float], int]:
-    """The first ``max_seconds`` of a video as a grey stack (shrunk to ``finest_um_per_px``),
-    its white level, its frame rate (frames/s), the original pixels per analysed pixel and the
-    whole video's frame count (0 when unknown). Only those seconds are decoded and held, so
+    """The first ``max_seconds`` of a video as a grey stack (shrunk to ``finest_um_per_px``; an
+    interlaced one as its fields, ``settings.fields``), its white level, its frame rate
+    (frames/s; fields/s), the original pixels per analysed pixel and the whole video's frame
+    (field) count (0 when unknown). Only those seconds are decoded and held, so
     memory does not grow with the video's length."""
     from sepsiscope.data.frame_quality import peek_white_level
-    from sepsiscope.data.video import iter_frames, probe_video, resolve_fps
+    from sepsiscope.data.video import iter_frames, probe_video, resolve_fps, split_fields
 
     info = probe_video(row["video"])
     fps = resolve_fps(
@@ -222,11 +228,16 @@ def _read_frames(
     # the white level of the decoded frames (12-bit in 16-bit, as ingest), before any shrinking
     white, decoded = peek_white_level(iter_frames(row["video"], stop=stop), fps=fps,
                                       frame=lambda item: item[1])  # fmt: skip
-    frames, scale = _decode_stack(
-        (frame for _, frame in decoded), (info.height, info.width), shrink=shrink,
-        capacity=min(stop, info.n_frames) if info.n_frames > 0 else stop, source=row["video"],
-    )  # fmt: skip
-    return frames, white, fps, scale, info.n_frames
+    stream: Iterable[np.ndarray] = (frame for _, frame in decoded)
+    per_frame = 1
+    if settings.fields != "progressive":  # fields split before any shrinking mixes them
+        top_first = settings.fields == "top_first"
+        stream = (f for frame in stream for f in split_fields(frame, top_first=top_first))
+        per_frame = 2
+    capacity = min(stop, info.n_frames) if info.n_frames > 0 else stop
+    frames, scale = _decode_stack(stream, (info.height, info.width), shrink=shrink,
+                                  capacity=per_frame * capacity, source=row["video"])  # fmt: skip
+    return frames, white, per_frame * fps, scale, per_frame * info.n_frames
 
 
 def _save_figures(
