@@ -209,7 +209,7 @@ def test_tvd_formula_and_small_split():
     # its cells could not be followed: it counts at the followed continuous vessels' 500 µm/s
     assert m["mean_velocity_um_per_s"] == pytest.approx(500.0)
     assert m["n_velocity_measured"] == 1
-    assert m["velocity_filled_length_percent"] == pytest.approx(100 * 50 / 150)
+    assert m["velocity_unfollowed_length_percent"] == pytest.approx(100 * 50 / 150)
     # a sluggish 40-µm vessel at 200 µm/s: the unfollowed one still takes the continuous mean
     segments.append(Segment(line(90, 0, 90, 40, 50), 40.0, 6.0))
     flows.append(SegmentFlow("sluggish", 200.0, 1.0))
@@ -218,7 +218,7 @@ def test_tvd_formula_and_small_split():
     flows[0] = SegmentFlow("sluggish", 250.0, 1.0)  # no continuous vessel followed: no guess
     m = video_metrics(segments, flows, field, um_per_px=1.0)
     assert m["mean_velocity_um_per_s"] == pytest.approx((250 * 100 + 200 * 40) / 140)
-    assert m["velocity_filled_length_percent"] == 0.0
+    assert m["velocity_unfollowed_length_percent"] == pytest.approx(100 * 50 / 190)  # says so
     # a reviewer's sluggish without a velocity is not filled at the continuous mean
     flows[0], flows[3] = SegmentFlow("continuous", 500.0, 1.0), SegmentFlow("sluggish", np.nan, 1)
     m = video_metrics(segments, flows, field, um_per_px=1.0)

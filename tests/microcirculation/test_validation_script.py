@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from _benchmarks import load_benchmark
@@ -40,3 +41,20 @@ def test_blur_is_named_where_it_can_account_for_a_ppv_over_read():
     assert cause(row, 20.0, ppv_error=30.0) == "none flagged"  # blur explains under half of it
     assert cause(row, 20.0, ppv_error=-20.0) == "none flagged"  # an under-read is no blur
     assert "fast-flow blur" in cause(row.replace(12.0, 35.0), 20.0)
+
+
+def test_the_interlaced_benchmark_weaves_two_frames_into_one(tmp_path):
+    from sepsiscope.data.video import read_frames, write_video
+
+    weave = load_benchmark("interlaced_fields").weave
+    source = tmp_path / "fifty"
+    (source / "videos").mkdir(parents=True)
+    frames = np.stack([np.full((16, 24), 20 + 30 * t, np.uint8) for t in range(6)])
+    write_video(source / "videos" / "v.avi", frames, 50.0, quality=95)
+    pd.DataFrame([{"patient_id": "P1", "video": "videos/v.avi", "fps": 50.0}]).to_csv(
+        source / "manifest.csv", index=False
+    )
+    weave(source, tmp_path / "woven", interlaced=True)
+    woven = read_frames(tmp_path / "woven" / "videos" / "v.avi").astype(int)
+    assert len(woven) == 3 and pd.read_csv(tmp_path / "woven" / "manifest.csv").fps[0] == 25.0
+    assert abs(woven[1, 4, 5] - 80) <= 3 and abs(woven[1, 5, 5] - 110) <= 3  # frames 2 and 3

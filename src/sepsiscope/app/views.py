@@ -35,7 +35,7 @@ EXTRA_METRICS = (
     "n_segments",
     "n_vessels",
     "blurred_length_percent",
-    "velocity_filled_length_percent",
+    "velocity_unfollowed_length_percent",
     "field_area_mm2",
 )
 

@@ -83,7 +83,7 @@ def _empty_metrics() -> dict:
         "tvd_mm_per_mm2", "tvd_small_mm_per_mm2", "ppv_percent", "ppv_count_percent",
         "pvd_mm_per_mm2", "mfi",
         "de_backer_per_mm", "de_backer_small_per_mm", "mean_velocity_um_per_s",
-        "n_velocity_measured", "velocity_filled_length_percent", "blurred_length_percent",
+        "n_velocity_measured", "velocity_unfollowed_length_percent", "blurred_length_percent",
         "small_none_percent", "small_intermittent_percent", "small_sluggish_percent",
         "small_continuous_percent",
         "small_vessel_contrast", "small_vessel_contrast_to_texture",

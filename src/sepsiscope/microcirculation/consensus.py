@@ -93,14 +93,14 @@ def _mean_velocity(
     velocity: np.ndarray, length_mm: np.ndarray, perfused: np.ndarray, category: np.ndarray
 ) -> tuple[float, float]:
     """Length-weighted mean red-cell velocity (µm/s) of the ``perfused`` segments, and the share
-    of their length (%) whose velocity is filled in.
+    of their length (%) that is continuous flow not followed.
 
     A continuous segment without a velocity is flow that could not be followed: cells too fast
     for its length, or blurred over the exposure. Those are mostly the fastest, and leaving them
     out biased the mean low (on both simulators, by about 5 % with the segments' true
     velocities); they count at the mean of the followed continuous segments. Where no continuous
-    segment was followed they are left out, and the mean is the followed sluggish ones'. NaN for
-    both when no segment was followed."""
+    segment was followed they are left out, and the mean is the followed sluggish ones' (too low
+    where that share is large). NaN for both when no segment was followed."""
     measured = perfused & np.isfinite(velocity)
     if not measured.any():
         return float("nan"), float("nan")
@@ -108,12 +108,12 @@ def _mean_velocity(
     total = float(np.sum(velocity[measured] * weights))
     followed = measured & (category == "continuous")
     unfollowed = perfused & ~np.isfinite(velocity) & (category == "continuous")
-    filled = 0.0
-    if followed.any() and unfollowed.any():
-        fill = float(np.average(velocity[followed], weights=length_mm[followed]))
-        filled = float(length_mm[unfollowed].sum())
-        total += fill * filled
-    return total / (float(weights.sum()) + filled), 100 * filled / float(length_mm[perfused].sum())
+    unfollowed_mm = float(length_mm[unfollowed].sum())
+    share = 100 * unfollowed_mm / float(length_mm[perfused].sum())
+    if not followed.any():
+        return total / float(weights.sum()), share
+    fill = float(np.average(velocity[followed], weights=length_mm[followed]))
+    return (total + fill * unfollowed_mm) / (float(weights.sum()) + unfollowed_mm), share
 
 
 def video_metrics(
@@ -138,11 +138,11 @@ def video_metrics(
     dict with ``n_segments``, ``total_length_mm``, ``field_area_mm2``, ``tvd_mm_per_mm2``,
     ``tvd_small_mm_per_mm2``, ``ppv_percent``, ``ppv_count_percent``, ``pvd_mm_per_mm2``, ``mfi``,
     ``mfi_quadrants``, ``de_backer_per_mm``, ``de_backer_small_per_mm``,
-    ``mean_velocity_um_per_s``, ``n_velocity_measured``, ``velocity_filled_length_percent``
-    (perfused small-vessel length counted at the followed continuous mean, see
-    :func:`_mean_velocity`), ``blurred_length_percent`` (small-vessel
-    length perfused only because of time judged blurred fast flow, %) and the small-vessel
-    length share of each flow category (``small_<category>_percent``).
+    ``mean_velocity_um_per_s``, ``n_velocity_measured``, ``velocity_unfollowed_length_percent``
+    (perfused small-vessel length of continuous flow not followed, counted at the followed
+    continuous mean where there is one, see :func:`_mean_velocity`), ``blurred_length_percent``
+    (small-vessel length perfused only because of time judged blurred fast flow, %) and the
+    small-vessel length share of each flow category (``small_<category>_percent``).
     """
     area_mm2 = float(field.sum()) * (um_per_px / 1000) ** 2
     length_mm = np.array([s.length_um for s in segments]) / 1000
@@ -161,7 +161,7 @@ def video_metrics(
     mfi, quadrants = quadrant_mfi(small_paths, small_categories, field)
     # red-cell velocity is a capillary measure (like PPV and MFI): venules are left out
     measured = small & perfused & np.isfinite(velocity)
-    mean_velocity, filled = _mean_velocity(velocity, length_mm, small & perfused, category)
+    mean_velocity, unfollowed = _mean_velocity(velocity, length_mm, small & perfused, category)
     by_blur = np.array([f.perfused_by_blur for f in flows], bool)
     blurred_mm = float(length_mm[small & by_blur].sum()) if len(segments) else 0.0
     shares = {
@@ -188,7 +188,7 @@ def video_metrics(
         "de_backer_small_per_mm": de_backer_score(small_paths, field, um_per_px=um_per_px),
         "mean_velocity_um_per_s": mean_velocity,
         "n_velocity_measured": int(measured.sum()),
-        "velocity_filled_length_percent": filled,
+        "velocity_unfollowed_length_percent": unfollowed,
         # small-vessel length perfused only by "a uniform still column is blurred fast flow"
         "blurred_length_percent": 100 * blurred_mm / small_mm if small_mm > 0 else float("nan"),
         **shares,

@@ -218,7 +218,8 @@ def reviewed_vessels(geometry: Geometry, vessels: pd.DataFrame, review: Review) 
             if edit.action == "flow" and edit.flow:
                 table.loc[segment, "flow"] = edit.flow
                 table.loc[segment, "perfused_by_blur"] = False  # the reviewer saw it
-                # a velocity stays only with flow it was measured on: none's 0 µm/s is no speed
+                # a velocity measured on flow stays with a perfused category; none's 0 µm/s is
+                # no speed, so a flip from none to perfused leaves the velocity unknown
                 if edit.flow not in PERFUSED or table.loc[segment, "velocity_um_per_s"] == 0:
                     table.loc[segment, "velocity_um_per_s"] = np.nan
             elif edit.action in ("exclude", "include"):

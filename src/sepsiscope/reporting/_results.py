@@ -196,7 +196,7 @@ def microcirculation(ctx: Context) -> tuple[str, bool]:
         parts.append("<h3>Videos that could not be measured</h3>" + H.table(failures))
     keep = [c for c in ("video_id", "patient_id", "label", "site", "camera", "status",
                         "quality_flags", "warnings", "message", "blurred_length_percent",
-                        "velocity_filled_length_percent")
+                        "velocity_unfollowed_length_percent")
             if c in table.columns]  # fmt: skip
     parts.append("<h3>Per video</h3>" + H.table(table[keep + present]))
     return "".join(parts), True
