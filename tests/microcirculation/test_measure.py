@@ -339,3 +339,26 @@ def test_a_rerun_measures_only_what_is_missing_and_matches_a_full_run(
     changed = settings.model_copy(update={"min_contrast": 0.05})
     measure(manifest, out.root, changed, quiet=True)
     assert measured == ["a"]  # other settings: measured again
+
+
+def test_a_video_its_container_marks_interlaced_is_measured_with_a_warning(tmp_path):
+    import av
+
+    scene = [Vessel(line(60, 0, 60, 159), 8, 500), Vessel(line(0, 100, 159, 60), 10, 0)]
+    frames = render(scene, seconds=1.6, seed=4)
+    path = tmp_path / "marked.mp4"
+    with av.open(str(path), "w") as container:  # H.264 flagged interlaced, top field first
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 160, 160, "yuv420p"
+        stream.options = {"x264-params": "interlaced=1:tff=1", "crf": "12"}
+        for frame in frames:
+            rgb = np.repeat(frame[..., None], 3, axis=2)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        container.mux(stream.encode())
+    measure(path, tmp_path / "m", MeasureSettings(um_per_px=1.0, kymographs=0), quiet=True)
+    row = pd.read_parquet(MeasurementLayout(tmp_path / "m").videos).iloc[0]
+    assert "interlaced" in row["warnings"] and "--fields top_first" in row["message"]
+    fields = MeasureSettings(um_per_px=1.0, kymographs=0, fields="top_first")
+    measure(path, tmp_path / "f", fields, quiet=True)
+    row = pd.read_parquet(MeasurementLayout(tmp_path / "f").videos).iloc[0]
+    assert "interlaced" not in row["warnings"] and row["fps"] == 50.0

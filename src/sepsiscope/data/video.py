@@ -455,6 +455,27 @@ def _grey(frame: av.VideoFrame, fmt: str) -> np.ndarray:
     return luma.copy() if full_range else _TV_TO_FULL[luma]
 
 
+def field_order(path: str | os.PathLike) -> str | None:
+    """The order an interlaced container's fields were taken in, ``"top_first"`` or
+    ``"bottom_first"``, when its decoder marks the first frame interlaced; else None
+    (progressive, unmarked, or not a container). Encoders do not always mark interlaced video,
+    so None proves nothing."""
+    path = Path(path)
+    if _kind(path) != "container":
+        return None
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            frame = next(container.decode(stream), None)
+            if frame is None or not frame.interlaced_frame:
+                return None
+            # FFmpeg's AVFieldOrder: 3 (bottom, bottom) and 4 (top coded, bottom shown first)
+            order = getattr(stream.codec_context, "field_order", None)
+            return "bottom_first" if order in (3, 4) else "top_first"
+    except (av.error.FFmpegError, IndexError, OSError, AttributeError):
+        return None
+
+
 def split_fields(frame: np.ndarray, *, top_first: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The two fields of an interlaced frame, in the order they were captured, each back at full
     height: its own lines kept, the other field's lines interpolated between them (linear, in the

@@ -155,6 +155,7 @@ def _video_table(input_path: Path, settings: MeasureSettings) -> pd.DataFrame:
 
 def _measure_one(row: dict[str, Any], out_dir: str, settings: MeasureSettings) -> dict[str, Any]:
     """Measure one video; returns its per-video row and per-vessel rows (worker entry point)."""
+    from sepsiscope.data.video import field_order
     from sepsiscope.microcirculation import FlowCriteria, QualityCriteria, analyse_video
 
     started = time.perf_counter()
@@ -178,6 +179,14 @@ def _measure_one(row: dict[str, Any], out_dir: str, settings: MeasureSettings) -
         fps=fps, um_per_px=analysed_um_per_px, scale=(scale_y, scale_x),
     )  # fmt: skip
     metrics = {k: v for k, v in analysis.metrics.items() if k != "mfi_quadrants"}
+    warnings, messages = (
+        list(analysis.warnings),
+        analysis.quality_messages + list(analysis.warning_messages),
+    )
+    order = field_order(row["video"]) if settings.fields == "progressive" else None
+    if order is not None:  # measured as woven frames, which comb wherever cells move
+        warnings.append("interlaced")
+        messages.append(f"the container marks its frames interlaced: measure with --fields {order}")
     video_row = {
         "video_id": row["video_id"],
         "video": row["video"],
@@ -197,8 +206,8 @@ def _measure_one(row: dict[str, Any], out_dir: str, settings: MeasureSettings) -
         "video_duration_s": total_frames / fps if total_frames > 0 else float("nan"),
         "status": "ok" if analysis.accepted else "rejected",
         "quality_flags": ";".join(analysis.quality_flags),
-        "message": "; ".join(analysis.quality_messages + analysis.warning_messages),
-        "warnings": ";".join(analysis.warnings),
+        "message": "; ".join(messages),
+        "warnings": ";".join(warnings),
         **metrics,
         **{f"motion_{k}": v for k, v in analysis.motion.items()},
         **{f"quality_{k}": v for k, v in analysis.quality.items() if k != "duration_s"},
