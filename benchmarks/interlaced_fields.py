@@ -4,7 +4,8 @@ Our simulator renders MicroScan-like videos at 50 frames/s; each pair of frames 
 one interlaced frame at 25 frames/s (even rows from the earlier, as an analogue camera takes its
 fields 20 ms apart), and every other frame gives the progressive 25-frame/s reference. The
 reference and the interlaced copy are measured as frames, the interlaced copy once more with
-``fields="top_first"``, and each is compared with the simulator's truth (validate_measure).
+``fields="top_first"`` and both with the default, ``auto`` (fields where the frames show them),
+and each is compared with the simulator's truth (validate_measure).
 Synthetic data: a description of the method on a simulator, not a clinical figure.
 
     python benchmarks/interlaced_fields.py --work /tmp/interlaced [--patients 6] [--workers 2]
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from validate_measure import agreement_table, compare, error_table, markdown  # noqa: E402
 
 from sepsiscope.data.video import read_frames, write_video  # noqa: E402
-from sepsiscope.layout import CohortLayout  # noqa: E402
+from sepsiscope.layout import CohortLayout, MeasurementLayout  # noqa: E402
 from sepsiscope.microcirculation.measure import MeasureSettings, measure  # noqa: E402
 from sepsiscope.simulate import cameras  # noqa: E402
 from sepsiscope.simulate.cohort import SimulateSettings, simulate_cohort  # noqa: E402
@@ -69,8 +70,10 @@ def main() -> None:
     if not CohortLayout(fields50).truth.exists():
         render_fields(fields50, args.patients, args.seed)
     runs = (("progressive, as frames", "progressive", "progressive"),
+            ("progressive, auto", "progressive", "auto"),
             ("interlaced, as frames", "interlaced", "progressive"),
-            ("interlaced, --fields top_first", "interlaced", "top_first"))  # fmt: skip
+            ("interlaced, --fields top_first", "interlaced", "top_first"),
+            ("interlaced, auto", "interlaced", "auto"))  # fmt: skip
     rows = []
     for label, copy, fields in runs:
         cohort = args.work / copy
@@ -83,7 +86,9 @@ def main() -> None:
         errors = error_table(joined)
         errors = errors[errors["camera"] == "all"].set_index("metric")
         bias = agreement_table(joined).set_index(["camera", "metric"])
-        row = {"video": label, "videos": len(joined)}
+        fields_used = pd.read_parquet(MeasurementLayout(measured).videos)["fields"]
+        row = {"video": label, "videos": len(joined),
+               "as fields": int((fields_used != "progressive").sum())}  # fmt: skip
         for metric in ("tvd_mm_per_mm2", "tvd_seen_mm_per_mm2", "ppv_percent", "mfi",
                        "mean_velocity_um_per_s"):  # fmt: skip
             error = errors.loc[metric]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from fractions import Fraction
 
@@ -9,12 +10,14 @@ import cv2
 import numpy as np
 import pytest
 from _ingest_media import png_claiming
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sepsiscope.data.video import (
     VideoError,
+    field_differences,
     image_files,
+    infer_field_order,
     iter_frames,
     natural_key,
     plausible_fps,
@@ -262,3 +265,67 @@ def test_the_fields_of_an_interlaced_frame_come_back_in_time_order_at_full_heigh
     assert (later_first[0] == second).all() and (later_first[1] == first).all()
     with pytest.raises(VideoError, match="no two fields"):
         split_fields(woven[:1])
+
+
+def _drifting_fields(n: int, drift: tuple[float, float], seed: int = 0) -> np.ndarray:
+    """``n`` noisy uint8 images (96 x 128) of a smooth texture drifting ``drift`` (rows, cols) px
+    each, from the middle of a texture large enough for 40 of them at 3 px."""
+    rng = np.random.default_rng(seed)
+    texture = cv2.GaussianBlur(rng.uniform(0, 255, (336, 368)).astype(np.float32), (0, 0), 3)
+    texture = 60 + 140 * (texture - texture.min()) / np.ptp(texture)
+    fields = []
+    for t in range(n):
+        shift = np.float32([[1, 0, -drift[1] * t], [0, 1, -drift[0] * t]])
+        moved = cv2.warpAffine(texture, shift, (368, 336), flags=cv2.INTER_LINEAR)
+        fields.append(moved[120:216, 120:248] + rng.normal(0, 2, (96, 128)))
+    return np.clip(np.rint(fields), 0, 255).astype(np.uint8)
+
+
+def _field_order(frames: np.ndarray) -> str | None:
+    return infer_field_order(field_differences(a, b) for a, b in itertools.pairwise(frames))
+
+
+@pytest.mark.parametrize("drift", [(0.0, 1.0), (0.8, 0.0), (1.5, -2.5), (0.0, -3.0)])
+def test_the_order_of_interlaced_fields_is_told_from_the_frames(drift):
+    """A scene at 50 fields/s woven into 25 frames/s, even rows first or odd rows first, or
+    taken as every other field (progressive): the order comes back from how the fields move."""
+    fields = _drifting_fields(40, drift)
+    top_first, bottom_first = fields[0::2].copy(), fields[1::2].copy()
+    top_first[:, 1::2] = fields[1::2, 1::2]  # odd rows 20 ms after the even ones
+    bottom_first[:-1, 0::2] = fields[2::2, 0::2]  # even rows 20 ms after the odd ones
+    bottom_first = bottom_first[:-1]
+    assert _field_order(top_first) == "top_first"
+    assert _field_order(bottom_first) == "bottom_first"
+    assert _field_order(fields[0::2]) == "progressive"
+    assert _field_order(fields[0::2, ::-1]) == "progressive"  # upside down: still one moment
+
+
+def test_too_little_motion_tells_no_field_order():
+    still = np.repeat(_drifting_fields(1, (0, 0)), 20, axis=0)
+    noisy = np.clip(still + np.random.default_rng(1).normal(0, 2, still.shape), 0, 255)
+    assert _field_order(noisy.astype(np.uint8)) is None
+    assert _field_order(still[:3]) is None  # too few frames to compare two halves
+    same, forward, backward = field_differences(still[0], still[0])
+    assert same == forward == backward > 0  # interpolation alone
+    assert field_differences(still[0, :3], still[1, :3]) == (0.0, 0.0, 0.0)  # 3 rows: no fields
+    # two halves that disagree, and differences no order of fields explains
+    assert infer_field_order([(1.0, 1.0, 2.0)] * 3 + [(1.0, 2.0, 2.0)] * 3) is None
+    assert infer_field_order([(1.0, 1.0, 9.0)] * 2 + [(1.0, 1.0, 2.0)] * 2) == "top_first"
+    assert infer_field_order([(1.0, 2.5, 0.5)] * 4) is None
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(-2.5, 2.5), st.floats(-2.5, 2.5), st.integers(0, 2**16), st.floats(0.5, 1.0))
+def test_no_drift_reads_fields_in_the_wrong_order_or_progressive_frames_as_fields(
+    dy: float, dx: float, seed: int, still_share: float
+):
+    """Whatever the scene's drift and however much of the clip is still: progressive frames are
+    never taken for fields, nor fields for the other order (None, can't tell, is allowed)."""
+    fields = _drifting_fields(40, (dy, dx), seed=seed)
+    moving = int(20 * (1 - still_share)) * 2  # the rest of the clip holds still
+    fields[moving:] = fields[moving]
+    top_first = fields[0::2].copy()
+    top_first[:, 1::2] = fields[1::2, 1::2]
+    assert _field_order(fields[0::2]) in ("progressive", None)
+    assert _field_order(top_first) in ("top_first", None)
+    assert _field_order(top_first[:, ::-1]) in ("bottom_first", None)  # upside down

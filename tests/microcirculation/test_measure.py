@@ -132,11 +132,15 @@ def test_a_video_finer_than_0_8_um_per_px_is_analysed_shrunk_to_it(tmp_path):
 
 
 def test_an_interlaced_video_is_measured_field_by_field(tmp_path):
-    """Cells moving 500 µm/s along a vertical capillary, drawn at 50 fields/s and woven into 25
-    interlaced frames/s (even rows first): measured as fields, at 50/s, twice as many."""
+    """Cells moving 500 µm/s along a vertical capillary, the probe swaying 7 µm to and fro each
+    second, drawn at 50 fields/s and woven into 25 interlaced frames/s (even rows first):
+    measured as fields, at 50/s, twice as many; so told by the frames (auto), or warned where
+    asked otherwise."""
     scene = [Vessel(line(5, 80, 155, 80), 7, 500), Vessel(line(10, 15, 150, 45), 7, 0),
              Vessel(line(10, 115, 150, 145), 7, 0)]  # fmt: skip
-    fields = render(scene, seconds=2.0, fps=50.0, seed=4)
+    wide = render(scene, size=(160, 176), seconds=2.0, fps=50.0, seed=4)
+    sway = np.rint(8 + 7 * np.sin(2 * np.pi * np.arange(len(wide)) / 50)).astype(int)
+    fields = np.stack([field[:, x : x + 160] for x, field in zip(sway, wide, strict=True)])
     woven = fields[0::2].copy()
     woven[:, 1::2] = fields[1::2, 1::2]
     video = write_video(tmp_path / "woven.avi", woven, 25.0, quality=95)
@@ -146,6 +150,19 @@ def test_an_interlaced_video_is_measured_field_by_field(tmp_path):
     assert row["status"] == "ok" and row["fps"] == 50.0 and row["n_frames"] == 2 * len(woven)
     assert row["video_duration_s"] == pytest.approx(2.0)
     assert row["mean_velocity_um_per_s"] == pytest.approx(500, rel=0.05)
+    assert row["fields"] == "top_first" and row["warnings"] == ""
+    auto = MeasureSettings(um_per_px=1.0, overlays=False, kymographs=0)  # fields: auto
+    measure(video, tmp_path / "a", auto, quiet=True)
+    row = pd.read_parquet(MeasurementLayout(tmp_path / "a").videos).iloc[0]
+    assert row["fields"] == "top_first" and row["fps"] == 50.0
+    assert "its frames comb as an interlaced capture's (top_first)" in row["message"]
+    assert row["mean_velocity_um_per_s"] == pytest.approx(500, rel=0.05)
+    for asked in ("progressive", "bottom_first"):  # as asked, with a warning
+        other = auto.model_copy(update={"fields": asked})
+        measure(video, tmp_path / asked, other, quiet=True)
+        row = pd.read_parquet(MeasurementLayout(tmp_path / asked).videos).iloc[0]
+        assert row["fields"] == asked and row["warnings"] == "interlaced"
+        assert f"(top_first), measured as {asked} as asked" in row["message"]
     cli = runner.invoke(app, ["measure", str(video), "--out", str(tmp_path / "bad"),
                               "--um-per-px", "1", "--fields", "odd_first"])  # fmt: skip
     assert cli.exit_code == 2 and "fields" in cli.output
@@ -341,10 +358,12 @@ def test_a_rerun_measures_only_what_is_missing_and_matches_a_full_run(
     assert measured == ["a"]  # other settings: measured again
 
 
-def test_a_video_its_container_marks_interlaced_is_measured_with_a_warning(tmp_path):
+def test_a_still_video_its_container_marks_interlaced_is_measured_as_fields(tmp_path):
+    """Nothing moves, so the frames cannot tell: the container's mark decides (auto), and a
+    video measured as frames against it is warned about."""
     import av
 
-    scene = [Vessel(line(60, 0, 60, 159), 8, 500), Vessel(line(0, 100, 159, 60), 10, 0)]
+    scene = [Vessel(line(60, 0, 60, 159), 8, 0), Vessel(line(0, 100, 159, 60), 10, 0)]
     frames = render(scene, seconds=1.6, seed=4)
     path = tmp_path / "marked.mp4"
     with av.open(str(path), "w") as container:  # H.264 flagged interlaced, top field first
@@ -357,8 +376,23 @@ def test_a_video_its_container_marks_interlaced_is_measured_with_a_warning(tmp_p
         container.mux(stream.encode())
     measure(path, tmp_path / "m", MeasureSettings(um_per_px=1.0, kymographs=0), quiet=True)
     row = pd.read_parquet(MeasurementLayout(tmp_path / "m").videos).iloc[0]
-    assert "interlaced" in row["warnings"] and "--fields top_first" in row["message"]
-    fields = MeasureSettings(um_per_px=1.0, kymographs=0, fields="top_first")
-    measure(path, tmp_path / "f", fields, quiet=True)
+    assert row["fields"] == "top_first" and row["fps"] == 50.0 and row["warnings"] == ""
+    assert "its container marks it interlaced (top_first)" in row["message"]
+    frames = MeasureSettings(um_per_px=1.0, kymographs=0, fields="progressive")
+    measure(path, tmp_path / "f", frames, quiet=True)
     row = pd.read_parquet(MeasurementLayout(tmp_path / "f").videos).iloc[0]
-    assert "interlaced" not in row["warnings"] and row["fps"] == 50.0
+    assert row["warnings"] == "interlaced" and row["fps"] == 25.0
+
+
+def test_fields_asked_of_a_progressive_video_are_measured_with_a_warning(tmp_path):
+    moving = [Vessel(line(5, 80, 155, 80), 7, 500), Vessel(line(80, 5, 80, 155), 7, 300)]
+    video = write_video(tmp_path / "p.avi", render(moving, seconds=1.6, seed=2), 25.0, quality=95)
+    auto = MeasureSettings(um_per_px=1.0, overlays=False, kymographs=0)
+    measure(video, tmp_path / "a", auto, quiet=True)
+    row = pd.read_parquet(MeasurementLayout(tmp_path / "a").videos).iloc[0]
+    assert (row["fields"], row["fps"], row["warnings"]) == ("progressive", 25.0, "")
+    measure(video, tmp_path / "t", auto.model_copy(update={"fields": "top_first"}), quiet=True)
+    row = pd.read_parquet(MeasurementLayout(tmp_path / "t").videos).iloc[0]
+    assert (row["fields"], row["fps"]) == ("top_first", 50.0)
+    assert "not_interlaced" in row["warnings"].split(";")
+    assert "its frames show no interlacing" in row["message"]

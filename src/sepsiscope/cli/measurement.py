@@ -39,8 +39,9 @@ def measure_cmd(
         str | None,
         typer.Option(
             "--fields",
-            help="Interlaced (analogue) video: top_first or bottom_first measures each frame's "
-            "two fields at twice the frame rate [default: progressive]",
+            help="Interlaced (analogue) video, each frame's two fields measured at twice the "
+            "frame rate: auto where the frames show it (or the container marks it), "
+            "top_first or bottom_first always, progressive never [default: auto]",
         ),
     ] = None,
     config: ConfigOption = None,

@@ -29,7 +29,9 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -81,12 +83,17 @@ class MeasureSettings(StageSettings):
     finest_um_per_px: float | None = Field(
         0.8, gt=0, description="Finer videos are shrunk to this scale first; None: never."
     )
-    fields: Literal["progressive", "top_first", "bottom_first"] = Field(
-        "progressive",
+    fields: Literal["auto", "progressive", "top_first", "bottom_first"] = Field(
+        "auto",
         description="Interlaced video (an analogue capture): each frame's two fields are "
-        "measured as frames of their own, at twice the frame rate (data.video.split_fields).",
+        "measured as frames of their own, at twice the frame rate (data.video.split_fields). "
+        "auto: where the first frames' fields are ordered in time as an interlaced capture's "
+        "(data.video.infer_field_order), or else the container marks them so.",
     )
 
+
+# The first frames' fields are compared to tell an interlaced video: 5 s at 25 frames/s.
+FIELD_TEST_FRAMES = 125
 
 UNSCALED_HINT = (
     "give its um_per_px, or a known camera (microscan, cytocam), in the manifest row, or one "
@@ -155,18 +162,18 @@ def _video_table(input_path: Path, settings: MeasureSettings) -> pd.DataFrame:
 
 def _measure_one(row: dict[str, Any], out_dir: str, settings: MeasureSettings) -> dict[str, Any]:
     """Measure one video; returns its per-video row and per-vessel rows (worker entry point)."""
-    from sepsiscope.data.video import field_order
     from sepsiscope.microcirculation import FlowCriteria, QualityCriteria, analyse_video
 
     started = time.perf_counter()
-    frames, white, fps, (scale_y, scale_x), total_frames = _read_frames(row, settings)
+    decoded = _read_frames(row, settings)
+    frames, fps, (scale_y, scale_x) = decoded.frames, decoded.fps, decoded.scale
     um_per_px = float(row["um_per_px"])
     analysed_um_per_px = um_per_px * (scale_x + scale_y) / 2
     analysis = analyse_video(
         frames,
         fps=fps,
         um_per_px=analysed_um_per_px,
-        full_scale=float(white),
+        full_scale=float(decoded.white),
         diameters_um=(settings.min_vessel_um, settings.max_vessel_um),
         min_contrast=settings.min_contrast,
         flow=FlowCriteria(
@@ -179,14 +186,8 @@ def _measure_one(row: dict[str, Any], out_dir: str, settings: MeasureSettings) -
         fps=fps, um_per_px=analysed_um_per_px, scale=(scale_y, scale_x),
     )  # fmt: skip
     metrics = {k: v for k, v in analysis.metrics.items() if k != "mfi_quadrants"}
-    warnings, messages = (
-        list(analysis.warnings),
-        analysis.quality_messages + list(analysis.warning_messages),
-    )
-    order = field_order(row["video"]) if settings.fields == "progressive" else None
-    if order is not None:  # measured as woven frames, which comb wherever cells move
-        warnings.append("interlaced")
-        messages.append(f"the container marks its frames interlaced: measure with --fields {order}")
+    warnings = list(analysis.warnings) + decoded.warnings
+    messages = analysis.quality_messages + list(analysis.warning_messages) + decoded.messages
     video_row = {
         "video_id": row["video_id"],
         "video": row["video"],
@@ -198,12 +199,13 @@ def _measure_one(row: dict[str, Any], out_dir: str, settings: MeasureSettings) -
         "analysed_width": frames.shape[2],
         "analysed_height": frames.shape[1],
         "fps": fps,
+        "fields": decoded.fields,
         "n_frames": len(frames),
         "duration_s": len(frames) / fps,
         # the consensus asks which part of a clip was scored: the first max_seconds of it
         "analysed_start_s": 0.0,
         "analysed_end_s": len(frames) / fps,
-        "video_duration_s": total_frames / fps if total_frames > 0 else float("nan"),
+        "video_duration_s": decoded.total_frames / fps if decoded.total_frames else float("nan"),
         "status": "ok" if analysis.accepted else "rejected",
         "quality_flags": ";".join(analysis.quality_flags),
         "message": "; ".join(messages),
@@ -217,36 +219,115 @@ def _measure_one(row: dict[str, Any], out_dir: str, settings: MeasureSettings) -
     return {"video": video_row, "vessels": vessels, "files": files}
 
 
-def _read_frames(
-    row: dict[str, Any], settings: MeasureSettings
-) -> tuple[np.ndarray, int, float, tuple[float, float], int]:
+@dataclass
+class _Decoded:
+    """A video's analysed frames (see :func:`_read_frames`) and how they were read."""
+
+    frames: np.ndarray
+    white: int  # the decoded frames' white level
+    fps: float  # frames/s, or fields/s where measured as fields
+    scale: tuple[float, float]  # original pixels per analysed pixel (y, x)
+    total_frames: int  # the whole video's frames (fields); 0 when unknown
+    fields: str  # progressive, top_first or bottom_first
+    warnings: list[str] = dataclass_field(default_factory=list)
+    messages: list[str] = dataclass_field(default_factory=list)
+
+
+def _read_frames(row: dict[str, Any], settings: MeasureSettings) -> _Decoded:
     """The first ``max_seconds`` of a video as a grey stack (shrunk to ``finest_um_per_px``; an
-    interlaced one as its fields, ``settings.fields``), its white level, its frame rate
-    (frames/s; fields/s), the original pixels per analysed pixel and the whole video's frame
-    (field) count (0 when unknown). Only those seconds are decoded and held, so
-    memory does not grow with the video's length."""
-    from sepsiscope.data.frame_quality import peek_white_level
-    from sepsiscope.data.video import iter_frames, probe_video, resolve_fps, split_fields
+    interlaced one as its fields, :func:`_choose_fields`). Only those seconds are decoded and
+    held, so memory does not grow with the video's length; a video found interlaced (``auto``)
+    is decoded a second time, as fields."""
+    from sepsiscope.data.video import infer_field_order, probe_video, resolve_fps
 
     info = probe_video(row["video"])
     fps = resolve_fps(
         row.get("fps"), info.fps, source=str(row["video"]), hint="give --fps or a fps column"
     )
     stop = max(2, int(round(settings.max_seconds * fps)))
+    capacity = min(stop, info.n_frames) if info.n_frames > 0 else stop
     shrink = (settings.finest_um_per_px or 0.0) / float(row["um_per_px"])
+    read = partial(_decode, row["video"], (info.height, info.width), fps=fps, stop=stop,
+                   capacity=capacity, shrink=shrink)  # fmt: skip
+    first = "progressive" if settings.fields == "auto" else settings.fields
+    differences: list[tuple[float, float, float]] = []
+    frames, white, scale = read(fields=first, differences=differences)
+    fields, warnings, messages = _choose_fields(
+        settings.fields, infer_field_order(differences), row["video"]
+    )
+    if fields != first:
+        del frames  # not held while the fields' stack is built
+        frames, white, scale = read(fields=fields, differences=[])
+    per_frame = 1 if fields == "progressive" else 2
+    return _Decoded(frames, white, per_frame * fps, scale, per_frame * max(info.n_frames, 0),
+                    fields, warnings, messages)  # fmt: skip
+
+
+def _decode(
+    video: str | os.PathLike,
+    shape: tuple[int, int],
+    *,
+    fps: float,
+    stop: int,
+    capacity: int,
+    shrink: float,
+    fields: str,
+    differences: list[tuple[float, float, float]],
+) -> tuple[np.ndarray, int, tuple[float, float]]:
+    """A video's first ``stop`` frames as a stack (:func:`_decode_stack`), as fields unless
+    ``fields`` is progressive; its white level, and pixels per analysed pixel. On the way, the
+    differences between the fields of the first :data:`FIELD_TEST_FRAMES` frames as decoded are
+    added to ``differences`` (:func:`~sepsiscope.data.video.field_differences`)."""
+    from sepsiscope.data.frame_quality import peek_white_level
+    from sepsiscope.data.video import field_differences, iter_frames, split_fields
+
     # the white level of the decoded frames (12-bit in 16-bit, as ingest), before any shrinking
-    white, decoded = peek_white_level(iter_frames(row["video"], stop=stop), fps=fps,
+    white, decoded = peek_white_level(iter_frames(video, stop=stop), fps=fps,
                                       frame=lambda item: item[1])  # fmt: skip
-    stream: Iterable[np.ndarray] = (frame for _, frame in decoded)
+
+    def watched() -> Iterator[np.ndarray]:
+        previous = None
+        for _, frame in decoded:
+            if previous is not None and len(differences) < FIELD_TEST_FRAMES - 1:
+                differences.append(field_differences(previous, frame))
+            previous = frame
+            yield frame
+
+    stream: Iterator[np.ndarray] = watched()
     per_frame = 1
-    if settings.fields != "progressive":  # fields split before any shrinking mixes them
-        top_first = settings.fields == "top_first"
+    if fields != "progressive":  # fields split before any shrinking mixes them
+        top_first = fields == "top_first"
         stream = (f for frame in stream for f in split_fields(frame, top_first=top_first))
         per_frame = 2
-    capacity = min(stop, info.n_frames) if info.n_frames > 0 else stop
-    frames, scale = _decode_stack(stream, (info.height, info.width), shrink=shrink,
-                                  capacity=per_frame * capacity, source=row["video"])  # fmt: skip
-    return frames, white, per_frame * fps, scale, per_frame * info.n_frames
+    frames, scale = _decode_stack(stream, shape, shrink=shrink, capacity=per_frame * capacity,
+                                  source=str(video))  # fmt: skip
+    return frames, white, scale
+
+
+def _choose_fields(
+    setting: str, seen: str | None, video: str | os.PathLike
+) -> tuple[str, list[str], list[str]]:
+    """How to read a video's frames (progressive, top_first or bottom_first), its warnings and
+    messages: as asked, or with ``auto`` as its frames show (``seen``, from
+    :func:`~sepsiscope.data.video.infer_field_order`), or where too little moves to tell as its
+    container marks them; a warning (``interlaced``, ``not_interlaced``) where the frames
+    disagree with the setting."""
+    from sepsiscope.data.video import field_order
+
+    if seen is None:  # a still scene: the container's mark, where it has one
+        seen, why = field_order(video), "its container marks it interlaced"
+    else:
+        why = "its frames comb as an interlaced capture's"
+    if setting == "auto":
+        if seen in (None, "progressive"):
+            return "progressive", [], []
+        return seen, [], [f"measured as fields at twice the frame rate: {why} ({seen})"]
+    if seen not in (None, "progressive", setting):  # combs wherever cells move, or back and forth
+        return setting, ["interlaced"], [f"{why} ({seen}), measured as {setting} as asked"]
+    if seen == "progressive" and setting != "progressive":  # both fields are one moment
+        message = f"its frames show no interlacing, measured as fields ({setting}) as asked"
+        return setting, ["not_interlaced"], [message]
+    return setting, [], []
 
 
 def _save_figures(
