@@ -44,7 +44,8 @@ def test_cli_measures_one_video_as_json(videos, tmp_path):
     payload = json.loads(result.stdout)
     (video,) = payload["videos"]
     assert set(JSON_METRICS) <= set(video)
-    assert video["status"] == "ok" and video["n_segments"] >= 2
+    assert video["status"] == "ok" and video["n_segments"] >= 2 and video["n_vessels"] >= 2
+    assert (video["fps"], video["fields"]) == (25.0, "progressive")
     assert video["warnings"] == "" and video["message"] == ""  # dark vessels on smooth tissue
     # two vessels crossing a 0.16 x 0.16 mm field: about 0.32 mm / 0.0256 mm²
     assert video["tvd_mm_per_mm2"] == pytest.approx(0.32 / 0.0256, rel=0.2)
@@ -382,6 +383,34 @@ def test_a_still_video_its_container_marks_interlaced_is_measured_as_fields(tmp_
     measure(path, tmp_path / "f", frames, quiet=True)
     row = pd.read_parquet(MeasurementLayout(tmp_path / "f").videos).iloc[0]
     assert row["warnings"] == "interlaced" and row["fps"] == 25.0
+
+
+def test_moving_frames_overrule_the_container_and_an_unclear_verdict_is_said(tmp_path):
+    """x264 marks progressive frames interlaced when told to: where cells move, the frames
+    decide (and the mark is noted); where they move but cannot tell, auto says so."""
+    import av
+
+    from sepsiscope.microcirculation.measure import _choose_fields
+
+    moving = [Vessel(line(5, 80, 155, 80), 7, 500), Vessel(line(80, 5, 80, 155), 7, 300)]
+    path = tmp_path / "marked.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 160, 160, "yuv420p"
+        stream.options = {"x264-params": "interlaced=1:tff=1", "crf": "12"}
+        for frame in render(moving, seconds=1.6, seed=2):
+            rgb = np.repeat(frame[..., None], 3, axis=2)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        container.mux(stream.encode())
+    measure(path, tmp_path / "m", MeasureSettings(um_per_px=1.0, kymographs=0), quiet=True)
+    row = pd.read_parquet(MeasurementLayout(tmp_path / "m").videos).iloc[0]
+    assert (row["fields"], row["fps"]) == ("progressive", 25.0)
+    assert "its container marks it interlaced (top_first), but its frames show" in row["message"]
+    plain = write_video(tmp_path / "p.avi", render(moving, seconds=0.4, seed=2), 25.0)
+    fields, warnings, messages = _choose_fields("auto", "unclear", plain)
+    assert (fields, warnings) == ("progressive", ["fields_unclear"]) and "--fields" in messages[0]
+    assert _choose_fields("top_first", "unclear", plain) == ("top_first", [], [])
+    assert _choose_fields("auto", "unclear", path)[0] == "top_first"  # then the mark decides
 
 
 def test_fields_asked_of_a_progressive_video_are_measured_with_a_warning(tmp_path):

@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 
 JSON_METRICS = (
     "tvd_mm_per_mm2", "tvd_small_mm_per_mm2", "ppv_percent", "pvd_mm_per_mm2", "mfi",
-    "n_segments", "mean_velocity_um_per_s", "total_length_mm", "de_backer_per_mm",
+    "n_segments", "n_vessels", "mean_velocity_um_per_s", "total_length_mm", "de_backer_per_mm",
 )  # fmt: skip
 
 
@@ -94,6 +94,10 @@ class MeasureSettings(StageSettings):
 
 # The first frames' fields are compared to tell an interlaced video: 5 s at 25 frames/s.
 FIELD_TEST_FRAMES = 125
+FIELDS_UNCLEAR = (
+    "measured as frames: they move, but do not tell whether they hold two fields; if the camera "
+    "is interlaced, measure with --fields top_first or bottom_first"
+)
 
 UNSCALED_HINT = (
     "give its um_per_px, or a known camera (microscan, cytocam), in the manifest row, or one "
@@ -250,7 +254,7 @@ def _read_frames(row: dict[str, Any], settings: MeasureSettings) -> _Decoded:
     read = partial(_decode, row["video"], (info.height, info.width), fps=fps, stop=stop,
                    capacity=capacity, shrink=shrink)  # fmt: skip
     first = "progressive" if settings.fields == "auto" else settings.fields
-    differences: list[tuple[float, float, float]] = []
+    differences: list[tuple[float, float, float, float]] = []
     frames, white, scale = read(fields=first, differences=differences)
     fields, warnings, messages = _choose_fields(
         settings.fields, infer_field_order(differences), row["video"]
@@ -272,7 +276,7 @@ def _decode(
     capacity: int,
     shrink: float,
     fields: str,
-    differences: list[tuple[float, float, float]],
+    differences: list[tuple[float, float, float, float]],
 ) -> tuple[np.ndarray, int, tuple[float, float]]:
     """A video's first ``stop`` frames as a stack (:func:`_decode_stack`), as fields unless
     ``fields`` is progressive; its white level, and pixels per analysed pixel. On the way, the
@@ -309,25 +313,34 @@ def _choose_fields(
 ) -> tuple[str, list[str], list[str]]:
     """How to read a video's frames (progressive, top_first or bottom_first), its warnings and
     messages: as asked, or with ``auto`` as its frames show (``seen``, from
-    :func:`~sepsiscope.data.video.infer_field_order`), or where too little moves to tell as its
-    container marks them; a warning (``interlaced``, ``not_interlaced``) where the frames
-    disagree with the setting."""
+    :func:`~sepsiscope.data.video.infer_field_order`), or where they cannot tell (too still, or
+    unclear) as its container marks them; a warning where the frames disagree with the setting
+    (``interlaced``, ``not_interlaced``) or ``auto`` is left unsure (``fields_unclear``)."""
     from sepsiscope.data.video import field_order
 
-    if seen is None:  # a still scene: the container's mark, where it has one
-        seen, why = field_order(video), "its container marks it interlaced"
+    marked = field_order(video)
+    notes: list[str] = []
+    if seen in (None, "unclear") and marked is not None:
+        found, why = marked, f"its container marks it interlaced ({marked})"
+    elif seen == "unclear":
+        if setting == "auto":
+            return "progressive", ["fields_unclear"], [FIELDS_UNCLEAR]
+        found, why = None, ""
     else:
-        why = "its frames comb as an interlaced capture's"
+        found, why = seen, f"its frames comb as an interlaced capture's ({seen})"
+        if seen == "progressive" and marked is not None:
+            notes.append(f"its container marks it interlaced ({marked}), but its frames show "
+                         "one moment each")  # fmt: skip
     if setting == "auto":
-        if seen in (None, "progressive"):
-            return "progressive", [], []
-        return seen, [], [f"measured as fields at twice the frame rate: {why} ({seen})"]
-    if seen not in (None, "progressive", setting):  # combs wherever cells move, or back and forth
-        return setting, ["interlaced"], [f"{why} ({seen}), measured as {setting} as asked"]
-    if seen == "progressive" and setting != "progressive":  # both fields are one moment
+        if found in (None, "progressive"):
+            return "progressive", [], notes
+        return found, [], [f"measured as fields at twice the frame rate: {why}"]
+    if found not in (None, "progressive", setting):  # combs wherever cells move, or back and forth
+        return setting, ["interlaced"], [f"{why}, measured as {setting} as asked"]
+    if found == "progressive" and setting != "progressive":  # both fields are one moment
         message = f"its frames show no interlacing, measured as fields ({setting}) as asked"
-        return setting, ["not_interlaced"], [message]
-    return setting, [], []
+        return setting, ["not_interlaced"], [*notes, message]
+    return setting, [], notes
 
 
 def _save_figures(
@@ -466,8 +479,9 @@ def measure(
     Returns
     -------
     dict
-        ``videos``: per video its id, status, quality flags and the metrics of ``JSON_METRICS``
-        plus its figure paths; ``files``: the tables written; ``failures``: unreadable videos.
+        ``videos``: per video its id, status, quality flags, warnings, message, the frame rate
+        and fields it was analysed at, the metrics of ``JSON_METRICS`` and its figure paths;
+        ``files``: the tables written; ``failures``: unreadable videos.
 
     Raises
     ------
@@ -548,7 +562,8 @@ def _write_outputs(layout, done, failures, settings, seconds) -> dict[str, Any]:
     per_video = []
     for r in done:
         v = r["video"]
-        keys = ("video_id", "video", "status", "quality_flags", "warnings", "message")
+        keys = ("video_id", "video", "status", "quality_flags", "warnings", "message", "fps",
+                "fields")  # fmt: skip
         entry = {k: v[k] for k in keys}
         entry.update({k: v.get(k) for k in JSON_METRICS})
         entry["files"] = r["files"]
