@@ -285,7 +285,7 @@ def _field_order(frames: np.ndarray) -> str | None:
     return infer_field_order(field_differences(a, b) for a, b in itertools.pairwise(frames))
 
 
-@pytest.mark.parametrize("drift", [(0.0, 1.0), (0.8, 0.0), (1.5, -2.5), (0.0, -3.0)])
+@pytest.mark.parametrize("drift", [(0.0, 1.0), (0.2, 0.0), (1.5, -2.5), (0.0, -3.0)])
 def test_the_order_of_interlaced_fields_is_told_from_the_frames(drift):
     """A scene at 50 fields/s woven into 25 frames/s, even rows first or odd rows first, or
     taken as every other field (progressive): the order comes back from how the fields move."""
@@ -322,16 +322,24 @@ def test_field_verdicts_from_the_two_halves_of_a_clip():
     assert infer_field_order([top] * 3 + [still] * 3) == "unclear"
     assert infer_field_order([progressive] * 3 + [still] * 3) == "progressive"
     assert infer_field_order([(1.0, 2.5, 0.5, 0.0)] * 4) == "unclear"  # no order explains it
-    assert infer_field_order([top[:3] + (0.9,)] * 4) == "progressive"  # lines in pairs
+    assert infer_field_order([top[:3] + (0.9,)] * 4) == "unclear"  # lines in pairs
 
 
-def test_one_field_drawn_twice_is_progressive_however_the_scene_moves():
+def test_one_field_drawn_twice_is_never_read_as_fields():
     """A grabber that keeps one field and doubles its lines: the "fields" are half a line
-    apart in space, which vertical drift would make look like 20 ms apart in time."""
-    for drift in [(3.0, 0.0), (-3.0, 0.0), (2.0, 1.0)]:
+    apart in space, which vertical drift would make look like 20 ms apart in time; JPEG at
+    quality 75 blurs the pairs. Woven fields drifting a line per field look the same."""
+    for drift in [(3.0, 0.0), (-3.0, 0.0), (2.0, 1.0), (1.0, 0.5)]:
         frames = _drifting_fields(20, drift)
         frames[:, 1::2] = frames[:, 0::2]
-        assert _field_order(frames) == "progressive"
+        assert _field_order(frames) == "unclear"
+        jpeg = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 75])[1] for f in frames]
+        assert _field_order(np.stack([cv2.imdecode(j, cv2.IMREAD_GRAYSCALE) for j in jpeg])) in (
+            "unclear", "progressive", None)  # fmt: skip
+    fields = _drifting_fields(40, (1.0, 0.0))
+    woven = fields[0::2].copy()
+    woven[:, 1::2] = fields[1::2, 1::2]
+    assert _field_order(woven) in ("top_first", "unclear")
 
 
 @settings(max_examples=25, deadline=None)

@@ -92,8 +92,9 @@ class MeasureSettings(StageSettings):
     )
 
 
-# The first frames' fields are compared to tell an interlaced video: 5 s at 25 frames/s.
-FIELD_TEST_FRAMES = 125
+# The first frames' fields are compared to tell an interlaced video: 3 s at 25 frames/s, the
+# length it was validated on (docs/measurement.md, Interlaced video).
+FIELD_TEST_FRAMES = 75
 FIELDS_UNCLEAR = (
     "measured as frames: they move, but do not tell whether they hold two fields; if the camera "
     "is interlaced, measure with --fields top_first or bottom_first"
