@@ -563,9 +563,9 @@ def _write_outputs(layout, done, failures, settings, seconds) -> dict[str, Any]:
     per_video = []
     for r in done:
         v = r["video"]
-        keys = ("video_id", "video", "status", "quality_flags", "warnings", "message", "fps",
-                "fields")  # fmt: skip
+        keys = ("video_id", "video", "status", "quality_flags", "warnings", "message")
         entry = {k: v[k] for k in keys}
+        entry.update({k: v.get(k) for k in ("fps", "fields")})  # older caches: no fields
         entry.update({k: v.get(k) for k in JSON_METRICS})
         entry["files"] = r["files"]
         per_video.append(entry)
