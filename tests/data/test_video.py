@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from sepsiscope.data.video import (
     VideoError,
     field_differences,
+    field_sample,
     image_files,
     infer_field_order,
     iter_frames,
@@ -282,7 +283,8 @@ def _drifting_fields(n: int, drift: tuple[float, float], seed: int = 0) -> np.nd
 
 
 def _field_order(frames: np.ndarray) -> str | None:
-    return infer_field_order(field_differences(a, b) for a, b in itertools.pairwise(frames))
+    samples = [field_sample(frame) for frame in frames]
+    return infer_field_order(field_differences(a, b) for a, b in itertools.pairwise(samples))
 
 
 @pytest.mark.parametrize("drift", [(0.0, 1.0), (0.2, 0.0), (1.5, -2.5), (0.0, -3.0)])
@@ -305,9 +307,10 @@ def test_too_little_motion_tells_no_field_order():
     noisy = np.clip(still + np.random.default_rng(1).normal(0, 2, still.shape), 0, 255)
     assert _field_order(noisy.astype(np.uint8)) is None
     assert _field_order(still[:3]) is None  # too few frames to compare two halves
-    same, forward, backward, pairing = field_differences(still[0], still[0])
+    same, forward, backward, pairing = field_differences(*[field_sample(still[0])] * 2)
     assert same == forward == backward > 0 and pairing < 0.1  # interpolation alone
-    assert field_differences(still[0, :3], still[1, :3]) == (0.0, 0.0, 0.0, 0.0)  # no fields
+    assert field_sample(still[0, :3]) is None  # 3 rows: no two lines of a field
+    assert field_differences(None, field_sample(still[1])) == (0.0, 0.0, 0.0, 0.0)
     # a light brightening 1 % a frame over a still scene is no motion
     ramp = np.clip(still * np.linspace(1, 1.2, 20)[:, None, None] + noisy - still, 0, 255)
     assert _field_order(ramp.astype(np.uint8)) is None

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import av
 import cv2
@@ -476,57 +476,69 @@ def field_order(path: str | os.PathLike) -> str | None:
         return None
 
 
-def field_differences(
-    frame: np.ndarray, following: np.ndarray
-) -> tuple[float, float, float, float]:
-    """How far a frame's odd field lies from even fields (mean absolute difference of the fields
-    smoothed over about a red cell, each frame divided by its mean brightness, the even rows
-    interpolated onto the odd ones): its own even field, the following frame's even field, and
-    the following frame's odd field from its own even field; and how much the frame's lines come
-    in pairs (0: not at all, 1: each odd line repeats the even line above or below it).
+class FieldSample(NamedTuple):
+    """A frame's fields as :func:`field_differences` compares them (:func:`field_sample`)."""
 
-    In a progressive video the first is the smallest (both fields are one moment) and the other
-    two are alike (both a frame apart). An interlaced frame's fields are half a frame apart: the
-    first is about the second where the even rows were taken first (the odd field lies half a
-    frame from either even field), about the third where the odd rows were. The smoothing keeps
-    the motion of the scene, which changes a field more the longer it moves, and not the pattern
-    of cells flowing in a vessel, which looks alike again after a cell's spacing. Lines in pairs
-    are one field drawn twice (a grabber's line doubling), whose two "fields" are half a line
-    apart in space, which vertical motion would make look like a time apart; or fields drifting
-    a line apart. See :func:`infer_field_order`.
+    even: np.ndarray  # the even field at the odd rows, smoothed, over the frame's brightness
+    odd: np.ndarray  # the odd field, likewise
+    pairing: float  # how much the lines come in pairs: 0 not at all, 1 each odd line a copy
+
+
+def field_sample(frame: np.ndarray) -> FieldSample | None:
+    """A frame's two fields smoothed over about a red cell (Gaussian, sigma about 4 px across and
+    2 field rows down, at half the width, which the smoothing leaves nothing finer for), over the
+    frame's mean brightness (a light that brightens or dims changes no field's shape), the even
+    rows interpolated onto the odd ones; and how much its lines come in pairs (each line smoothed
+    along itself against codec noise, never across lines). None for a frame under 4 rows: no two
+    lines of a field to interpolate between.
+
+    Lines in pairs are one field drawn twice (a grabber's line doubling), whose two "fields" are
+    half a line apart in space, which vertical motion would make look like a time apart; or
+    fields drifting a line apart.
     """
-    if frame.shape[0] < 4:  # no two lines of a field to interpolate between
-        return 0.0, 0.0, 0.0, 0.0
-    even_now, odd_now = _smooth_fields(frame)
-    even_next, odd_next = _smooth_fields(following)
-    same = float(np.mean(np.abs(odd_now - even_now)))
-    odd_to_next_even = float(np.mean(np.abs(odd_now - even_next)))
-    even_to_next_odd = float(np.mean(np.abs(odd_next - even_now)))
-    # each line smoothed along itself (codec noise), never across lines
-    rows = cv2.GaussianBlur(frame.astype(np.float32), (0, 0), sigmaX=2.0, sigmaY=1e-3)
-    n = (len(rows) - 1) // 2
-    with_next = float(np.mean(np.abs(rows[1 : 2 * n : 2] - rows[0 : 2 * n : 2])))
-    with_following = float(np.mean(np.abs(rows[1 : 2 * n : 2] - rows[2 : 2 * n + 1 : 2])))
-    total = with_next + with_following
-    pairing = abs(with_next - with_following) / total if total > 0 else 0.0
-    return same, odd_to_next_even, even_to_next_odd, pairing
-
-
-def _smooth_fields(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A frame's even field interpolated onto its odd rows, and its odd field, over the frame's
-    mean brightness (a light that brightens or dims changes no field's shape) and smoothed
-    (Gaussian, sigma about 4 px across and 2 field rows down; at half the width, which the
-    smoothing leaves nothing finer for)."""
+    if frame.shape[0] < 4:
+        return None
     brightness = max(float(frame.mean()), 1e-6)
     even = frame[0::2].astype(np.float32) / brightness
     n = min(frame.shape[0] // 2, len(even) - 1)
     between = (even[:n] + even[1 : n + 1]) / 2
     odd = frame[1::2][:n].astype(np.float32) / brightness
     width = max(1, frame.shape[1] // 2)
-    return tuple(
+    smooth = [
         cv2.GaussianBlur(cv2.resize(f, (width, n), interpolation=cv2.INTER_AREA), (0, 0), 2.0)
         for f in (between, odd)
-    )
+    ]
+    rows = cv2.GaussianBlur(frame.astype(np.float32), (0, 0), sigmaX=2.0, sigmaY=1e-3)
+    n = (len(rows) - 1) // 2
+    with_next = float(np.mean(np.abs(rows[1 : 2 * n : 2] - rows[0 : 2 * n : 2])))
+    with_following = float(np.mean(np.abs(rows[1 : 2 * n : 2] - rows[2 : 2 * n + 1 : 2])))
+    total = with_next + with_following
+    pairing = abs(with_next - with_following) / total if total > 0 else 0.0
+    return FieldSample(smooth[0], smooth[1], pairing)
+
+
+def field_differences(
+    sample: FieldSample | None, following: FieldSample | None
+) -> tuple[float, float, float, float]:
+    """How far a frame's odd field lies from even fields (mean absolute difference of their
+    :func:`field_sample`): its own even field, the following frame's even field, and the
+    following frame's odd field from its own even field; and the frame's pairing. Zeros where
+    either frame has too few rows.
+
+    In a progressive video the first is the smallest (both fields are one moment) and the other
+    two are alike (both a frame apart). An interlaced frame's fields are half a frame apart: the
+    first is about the second where the even rows were taken first (the odd field lies half a
+    frame from either even field), about the third where the odd rows were. The smoothing keeps
+    the motion of the scene, which changes a field more the longer it moves, and not the pattern
+    of cells flowing in a vessel, which looks alike again after a cell's spacing. See
+    :func:`infer_field_order`.
+    """
+    if sample is None or following is None:
+        return 0.0, 0.0, 0.0, 0.0
+    same = float(np.mean(np.abs(sample.odd - sample.even)))
+    odd_to_next_even = float(np.mean(np.abs(sample.odd - following.even)))
+    even_to_next_odd = float(np.mean(np.abs(following.odd - sample.even)))
+    return same, odd_to_next_even, even_to_next_odd, sample.pairing
 
 
 def infer_field_order(

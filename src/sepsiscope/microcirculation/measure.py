@@ -262,7 +262,7 @@ def _read_frames(row: dict[str, Any], settings: MeasureSettings) -> _Decoded:
     )
     if fields != first:
         del frames  # not held while the fields' stack is built
-        frames, white, scale = read(fields=fields, differences=[])
+        frames, white, scale = read(fields=fields, differences=None)
     per_frame = 1 if fields == "progressive" else 2
     return _Decoded(frames, white, per_frame * fps, scale, per_frame * max(info.n_frames, 0),
                     fields, warnings, messages)  # fmt: skip
@@ -277,25 +277,33 @@ def _decode(
     capacity: int,
     shrink: float,
     fields: str,
-    differences: list[tuple[float, float, float, float]],
+    differences: list[tuple[float, float, float, float]] | None,
 ) -> tuple[np.ndarray, int, tuple[float, float]]:
     """A video's first ``stop`` frames as a stack (:func:`_decode_stack`), as fields unless
-    ``fields`` is progressive; its white level, and pixels per analysed pixel. On the way, the
-    differences between the fields of the first :data:`FIELD_TEST_FRAMES` frames as decoded are
-    added to ``differences`` (:func:`~sepsiscope.data.video.field_differences`)."""
+    ``fields`` is progressive; its white level, and pixels per analysed pixel. On the way, unless
+    ``differences`` is None, the differences between the fields of the first
+    :data:`FIELD_TEST_FRAMES` frames as decoded are added to it
+    (:func:`~sepsiscope.data.video.field_differences`)."""
     from sepsiscope.data.frame_quality import peek_white_level
-    from sepsiscope.data.video import field_differences, iter_frames, split_fields
+    from sepsiscope.data.video import (
+        field_differences,
+        field_sample,
+        iter_frames,
+        split_fields,
+    )
 
     # the white level of the decoded frames (12-bit in 16-bit, as ingest), before any shrinking
     white, decoded = peek_white_level(iter_frames(video, stop=stop), fps=fps,
                                       frame=lambda item: item[1])  # fmt: skip
 
     def watched() -> Iterator[np.ndarray]:
-        previous = None
+        previous = None  # the last frame's fields, each frame's sampled once
         for _, frame in decoded:
-            if previous is not None and len(differences) < FIELD_TEST_FRAMES - 1:
-                differences.append(field_differences(previous, frame))
-            previous = frame
+            if differences is not None and len(differences) < FIELD_TEST_FRAMES - 1:
+                sample = field_sample(frame)
+                if previous is not None:
+                    differences.append(field_differences(previous, sample))
+                previous = sample
             yield frame
 
     stream: Iterator[np.ndarray] = watched()
